@@ -1,0 +1,116 @@
+//! ferrovs configuration: the TOML schema, the `ovs-ofctl` flow syntax, and the validation that
+//! turns a file into a [`Config`] the switch can run, or into one line that names the field and
+//! the reason. No DPDK here: `ferrovs check` uses this crate alone.
+//!
+//! ```toml
+//! [eal]
+//! args = ["--no-pci", "--in-memory"]     # extra EAL arguments; ferrovs derives the core list
+//! [datapath]
+//! pmd_cores = [1]
+//! control_core = 0
+//! burst_size = 32
+//! [[port]]
+//! name = "p0"
+//! devargs = "net_pcap0,rx_pcap=in.pcap"  # relative paths are relative to this file
+//! [flows]
+//! rules = ["priority=10,in_port=p0,actions=output:p0"]
+//! file = "flows.txt"                     # one rule per line, '#' comments
+//! ```
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod devargs;
+mod error;
+pub mod flow;
+mod schema;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+pub use devargs::Devargs;
+pub use error::ConfigError;
+use flow::{FlowRule, OfPort, PortMap};
+
+/// Largest burst the data path supports (matches the switch's fixed burst arrays).
+pub const MAX_BURST_SIZE: usize = 64;
+
+/// Facts about the machine that validation checks against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// CPUs this process may run on.
+    pub cpus: Vec<usize>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from (for messages).
+    pub source: PathBuf,
+    /// Extra EAL arguments, as given.
+    pub eal_args: Vec<String>,
+    /// Cores and batch sizes.
+    pub datapath: Datapath,
+    /// Ports, in file order.
+    pub ports: Vec<PortConfig>,
+    /// Flow rules: `flows.rules` first, then `flows.file`.
+    pub flows: Vec<FlowRule>,
+}
+
+/// `[datapath]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datapath {
+    /// One PMD thread per CPU listed, in order.
+    pub pmd_cores: Vec<usize>,
+    /// The CPU of the control thread (EAL's main lcore).
+    pub control_core: usize,
+    /// Packets per rx burst.
+    pub burst_size: usize,
+}
+
+/// One `[[port]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    /// Unique name, used in rules and output.
+    pub name: String,
+    /// Device arguments, paths made absolute.
+    pub devargs: Devargs,
+    /// OpenFlow port number.
+    pub ofport: OfPort,
+    /// Receive descriptors per queue.
+    pub rx_desc: u16,
+    /// Transmit descriptors per queue.
+    pub tx_desc: u16,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path, host: &Host) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.to_path_buf(), reason: e.to_string() })?;
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        validate::validate(&text, path, base, host)
+    }
+
+    /// Validates `text` as if read from a file in `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path, host: &Host) -> Result<Self, ConfigError> {
+        validate::validate(text, Path::new("<config>"), base_dir, host)
+    }
+
+    /// The port with OpenFlow number `ofport`.
+    pub fn port_by_ofport(&self, ofport: OfPort) -> Option<&PortConfig> {
+        self.ports.iter().find(|p| p.ofport == ofport)
+    }
+}
+
+impl PortMap for Config {
+    fn by_name(&self, name: &str) -> Option<OfPort> {
+        self.ports.iter().find(|p| p.name == name).map(|p| p.ofport)
+    }
+    fn has_number(&self, ofport: OfPort) -> bool {
+        self.port_by_ofport(ofport).is_some()
+    }
+    fn name_of(&self, ofport: OfPort) -> Option<&str> {
+        self.port_by_ofport(ofport).map(|p| p.name.as_str())
+    }
+}

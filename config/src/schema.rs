@@ -1,0 +1,55 @@
+//! The TOML file as written: serde structs, unknown keys rejected. Numbers are read as `i64` so that
+//! validation, not serde, explains what range a value must be in.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub eal: RawEal,
+    #[serde(default)]
+    pub datapath: RawDatapath,
+    #[serde(default, rename = "port")]
+    pub ports: Vec<RawPort>,
+    #[serde(default)]
+    pub flows: RawFlows,
+}
+
+/// `[eal]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEal {
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// `[datapath]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatapath {
+    pub pmd_cores: Option<Vec<i64>>,
+    pub control_core: Option<i64>,
+    pub burst_size: Option<i64>,
+}
+
+/// One `[[port]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPort {
+    pub name: String,
+    pub devargs: String,
+    pub ofport: Option<i64>,
+    pub rx_desc: Option<i64>,
+    pub tx_desc: Option<i64>,
+}
+
+/// `[flows]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFlows {
+    #[serde(default)]
+    pub rules: Vec<String>,
+    pub file: Option<String>,
+}

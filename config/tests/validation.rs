@@ -1,0 +1,173 @@
+//! Every kind of bad configuration, each with the exact one-line error `ferrovs check` prints.
+
+use std::path::Path;
+
+use ferrovs_config::flow::{Action, FieldMatch};
+use ferrovs_config::{Config, ConfigError, Host};
+
+fn host() -> Host {
+    Host { cpus: vec![0, 1, 2, 3] }
+}
+
+/// A directory holding `in.pcap` (an existing input file) and `flows.txt`.
+fn fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.pcap"), b"").unwrap();
+    std::fs::write(dir.path().join("flows.txt"), "# comment\n\npriority=5,in_port=p1,actions=output:p0\n").unwrap();
+    dir
+}
+
+const PORTS: &str = r#"
+[[port]]
+name = "p0"
+devargs = "net_pcap0,rx_pcap=in.pcap"
+[[port]]
+name = "p1"
+devargs = "net_pcap1,tx_pcap=out.pcap"
+ofport = 2
+"#;
+
+fn check(text: &str, dir: &Path) -> Result<Config, ConfigError> {
+    Config::parse(text, dir, &host())
+}
+
+#[test]
+fn the_issue_example_is_valid_and_resolves_paths() {
+    let dir = fixture();
+    let text = format!(
+        r#"
+[eal]
+args = ["--no-pci", "--in-memory"]
+[datapath]
+pmd_cores = [1]
+control_core = 0
+burst_size = 32
+{PORTS}
+[flows]
+rules = ["priority=10,in_port=p0,actions=output:p1"]
+file = "flows.txt"
+"#
+    );
+    let config = check(&text, dir.path()).unwrap();
+    assert_eq!(config.eal_args, ["--no-pci", "--in-memory"]);
+    assert_eq!((config.datapath.pmd_cores.as_slice(), config.datapath.control_core), (&[1][..], 0));
+    assert_eq!(config.ports[0].ofport, 1);
+    assert_eq!(config.ports[1].ofport, 2);
+    let rx = dir.path().join("in.pcap");
+    assert_eq!(config.ports[0].devargs.to_string(), format!("net_pcap0,rx_pcap={}", rx.display()));
+    assert_eq!(config.flows.len(), 2);
+    assert_eq!(config.flows[0].matches, vec![FieldMatch::InPort(1)]);
+    assert_eq!(config.flows[1].actions, vec![Action::Output(1)]);
+    assert_eq!(config.flows[1].priority, 5);
+}
+
+#[test]
+fn defaults_fill_what_is_left_out() {
+    let dir = fixture();
+    let config = check("", dir.path()).unwrap();
+    assert_eq!(config.datapath.pmd_cores, [1]);
+    assert_eq!(config.datapath.control_core, 0);
+    assert_eq!(config.datapath.burst_size, 32);
+    assert!(config.ports.is_empty() && config.flows.is_empty() && config.eal_args.is_empty());
+}
+
+#[test]
+fn bad_configs_give_one_exact_line() {
+    let dir = fixture();
+    let d = dir.path().display().to_string();
+    let cases: Vec<(String, String)> = vec![
+        // Unknown key (deny_unknown_fields), reported with line and column.
+        ("[datapath]\npmd_cores = [1]\nburstsize = 3\n".into(),
+         "<config>:3:1: unknown field `burstsize`, expected one of `pmd_cores`, `control_core`, `burst_size`".into()),
+        // Wrong type.
+        ("[datapath]\nburst_size = \"big\"\n".into(), "<config>:2:14: datapath.burst_size: invalid type: string \"big\", expected i64".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\n[[port]]\nname = \"p1\"\ndevargs = \"net_null1\"\nofport = \"x\"\n".into(),
+         "<config>:7:10: port[1].ofport: invalid type: string \"x\", expected i64".into()),
+        // Bad numbers.
+        ("[datapath]\nburst_size = 0\n".into(), "datapath.burst_size: must be between 1 and 64, got 0".into()),
+        ("[datapath]\nburst_size = 100\n".into(), "datapath.burst_size: must be between 1 and 64, got 100".into()),
+        // Cores.
+        ("[datapath]\npmd_cores = [1, 9]\n".into(),
+         "datapath.pmd_cores[1]: core 9 does not exist (this machine has cores 0,1,2,3)".into()),
+        ("[datapath]\ncontrol_core = -1\n".into(),
+         "datapath.control_core: core -1 does not exist (this machine has cores 0,1,2,3)".into()),
+        ("[datapath]\npmd_cores = [1, 0]\ncontrol_core = 0\n".into(),
+         "datapath.pmd_cores[1]: core 0 is also the control_core; a PMD needs a core of its own".into()),
+        ("[datapath]\npmd_cores = [2, 2]\n".into(), "datapath.pmd_cores[1]: core 2 is listed twice".into()),
+        ("[datapath]\npmd_cores = []\n".into(), "datapath.pmd_cores: needs at least one core".into()),
+        // EAL arguments that ferrovs derives.
+        ("[eal]\nargs = [\"-l\", \"0-1\"]\n".into(),
+         "eal.args[0]: \"-l\" is derived from [datapath] pmd_cores and control_core; remove it".into()),
+        ("[eal]\nargs = [\"--in-memory\", \"--lcores=0@0\"]\n".into(),
+         "eal.args[1]: \"--lcores=0@0\" is derived from [datapath] pmd_cores and control_core; remove it".into()),
+        ("[eal]\nargs = [\"\"]\n".into(), "eal.args[0]: empty argument".into()),
+        // Ports.
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\n[[port]]\nname = \"p0\"\ndevargs = \"net_null1\"\n".into(),
+         "port[1].name: \"p0\" is already the name of port[0]".into()),
+        ("[[port]]\nname = \"\"\ndevargs = \"net_null0\"\n".into(), "port[0].name: is empty".into()),
+        ("[[port]]\nname = \"in_port\"\ndevargs = \"net_null0\"\n".into(),
+         "port[0].name: \"in_port\" is a reserved word in flow syntax".into()),
+        ("[[port]]\nname = \"1x\"\ndevargs = \"net_null0\"\n".into(),
+         "port[0].name: \"1x\" is not a valid port name (a letter, then up to 31 letters, digits, '_', '-' or '.')".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"\"\n".into(),
+         "port[0].devargs: is empty: give a PCI address (0000:01:00.0) or a vdev (net_pcap0,rx_pcap=in.pcap)".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_pcap0,rx_pcap\"\n".into(),
+         "port[0].devargs: malformed argument \"rx_pcap\": expected key=value".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"pcap0,rx_pcap=in.pcap\"\n".into(),
+         "port[0].devargs: device \"pcap0\" is neither a PCI address (0000:01:00.0) nor a network vdev name (net_pcap0, net_null0, ...)".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_pcap0,rx_pcap=missing.pcap\"\n".into(),
+         format!("port[0].devargs: rx_pcap: file {d}/missing.pcap does not exist")),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_pcap0,tx_pcap=no/such/dir/out.pcap\"\n".into(),
+         format!("port[0].devargs: tx_pcap: directory {d}/no/such/dir does not exist")),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\n[[port]]\nname = \"p1\"\ndevargs = \"net_null0,no-rx=1\"\n".into(),
+         "port[1].devargs: device net_null0 is already used by port[0] (p0)".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\nofport = 0\n".into(),
+         "port[0].ofport: must be between 1 and 65279, got 0".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\nofport = 7\n[[port]]\nname = \"p1\"\ndevargs = \"net_null1\"\nofport = 7\n".into(),
+         "port[1].ofport: ofport 7 is already used by port[0]".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\n[[port]]\nname = \"p1\"\ndevargs = \"net_null1\"\nofport = 1\n".into(),
+         "port[0].ofport: the default ofport 1 (its position) is taken by port[1]; give an explicit ofport".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\nrx_desc = 10\n".into(),
+         "port[0].rx_desc: must be between 64 and 16384, got 10".into()),
+        // Flows.
+        (format!("{PORTS}[flows]\nrules = [\"in_port=p0,actions=output:p9\"]\n"),
+         "flows.rules[0]: \"in_port=p0,actions=output:p9\": output: unknown port \"p9\"".into()),
+        (format!("{PORTS}[flows]\nrules = [\"actions=drop\", \"in_port=p7,actions=drop\"]\n"),
+         "flows.rules[1]: \"in_port=p7,actions=drop\": in_port: unknown port \"p7\"".into()),
+        (format!("{PORTS}[flows]\nrules = [\"priority=10,in_port=p0\"]\n"),
+         "flows.rules[0]: \"priority=10,in_port=p0\": missing actions= (every rule needs one; use actions=drop to drop)".into()),
+        (format!("{PORTS}[flows]\nfile = \"nope.txt\"\n"),
+         format!("flows.file: cannot read {d}/nope.txt: No such file or directory (os error 2)")),
+    ];
+    assert!(cases.len() >= 10);
+    for (text, expected) in cases {
+        let err = check(&text, dir.path()).expect_err(&text);
+        assert_eq!(err.to_string(), expected, "config:\n{text}");
+        assert!(!err.to_string().contains('\n'), "one line: {err}");
+    }
+}
+
+#[test]
+fn a_bad_line_in_the_flows_file_names_file_and_line() {
+    let dir = fixture();
+    std::fs::write(dir.path().join("bad.txt"), "actions=drop\n# ok\nin_port=p0 actions=output:nowhere\n").unwrap();
+    let err = check(&format!("{PORTS}[flows]\nfile = \"bad.txt\"\n"), dir.path()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "flows.file: {}/bad.txt:3: \"in_port=p0 actions=output:nowhere\": output: unknown port \"nowhere\"",
+            dir.path().display()
+        )
+    );
+}
+
+#[test]
+fn load_reads_relative_to_the_config_file() {
+    let dir = fixture();
+    let path = dir.path().join("ferrovs.toml");
+    std::fs::write(&path, format!("{PORTS}[flows]\nfile = \"flows.txt\"\n")).unwrap();
+    let config = Config::load(&path, &host()).unwrap();
+    assert_eq!(config.flows.len(), 1);
+    let missing = Config::load(&dir.path().join("nope.toml"), &host()).unwrap_err();
+    assert!(missing.to_string().ends_with("nope.toml: cannot read: No such file or directory (os error 2)"));
+}

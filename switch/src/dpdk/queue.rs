@@ -1,0 +1,103 @@
+//! Receive and transmit queues, each owned by one polling core.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+
+use dpdk_sys as sys;
+
+use super::Burst;
+use super::port::PortShared;
+
+/// One receive queue of a started port, polled by exactly one core: `Send` (it is handed to its
+/// PMD) but not `Sync` (DPDK queues are not thread-safe).
+pub struct RxQueue {
+    port: Arc<PortShared>,
+    queue: u16,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl RxQueue {
+    pub(crate) fn new(port: Arc<PortShared>, queue: u16) -> Self {
+        Self { port, queue, _not_sync: PhantomData }
+    }
+
+    /// DPDK port id.
+    pub fn port_id(&self) -> u16 {
+        self.port.id
+    }
+
+    /// Queue id.
+    pub fn queue_id(&self) -> u16 {
+        self.queue
+    }
+
+    /// Our name for the port.
+    pub fn port_name(&self) -> &str {
+        &self.port.name
+    }
+
+    /// Receives into the free room of `burst` (at most `max` packets); returns how many arrived.
+    #[inline]
+    pub fn recv(&mut self, burst: &mut Burst, max: usize) -> usize {
+        let (slots, room) = burst.spare_raw();
+        let want = room.min(max) as u16;
+        if want == 0 {
+            return 0;
+        }
+        // SAFETY: the port is started and stays so while this handle lives (Port::stop refuses
+        // otherwise); only this core polls the queue (RxQueue is !Sync and unique); `slots` has room
+        // for `want` pointers.
+        let n = unsafe { sys::ferrovs_rx_burst(self.port.id, self.queue, slots, want) };
+        // SAFETY: the driver wrote `n` valid mbufs that we now own.
+        unsafe { burst.commit_filled(usize::from(n)) };
+        usize::from(n)
+    }
+}
+
+/// One transmit queue of a started port. Owned by one core, or shared by a few through a lock
+/// taken once per burst when the device has fewer queues than cores.
+pub struct TxQueue {
+    port: Arc<PortShared>,
+    queue: u16,
+    lock: Option<Arc<Mutex<()>>>,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl TxQueue {
+    pub(crate) fn new(port: Arc<PortShared>, queue: u16, lock: Option<Arc<Mutex<()>>>) -> Self {
+        Self { port, queue, lock, _not_sync: PhantomData }
+    }
+
+    /// DPDK port id.
+    pub fn port_id(&self) -> u16 {
+        self.port.id
+    }
+
+    /// Queue id.
+    pub fn queue_id(&self) -> u16 {
+        self.queue
+    }
+
+    /// Whether other cores send on the same queue (and a lock is taken per burst).
+    pub fn is_shared(&self) -> bool {
+        self.lock.is_some()
+    }
+
+    /// Hands the packets of `burst` to the device, front first; returns how many it took. Those
+    /// leave the burst; the ones it refused (queue full) stay, at the front, for a retry or a drop.
+    #[inline]
+    pub fn send(&mut self, burst: &mut Burst) -> usize {
+        if burst.is_empty() {
+            return 0;
+        }
+        let _guard = self.lock.as_ref().map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
+        let n = burst.len() as u16;
+        // SAFETY: the port is started while this handle lives; the queue is used by this core alone,
+        // or under the shared lock held above; the pointers are `n` owned mbufs.
+        let sent = unsafe { sys::ferrovs_tx_burst(self.port.id, self.queue, burst.filled_raw(), n) };
+        // SAFETY: the driver took ownership of the first `sent` mbufs.
+        unsafe { burst.forget_front(usize::from(sent)) };
+        usize::from(sent)
+    }
+}

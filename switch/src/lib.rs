@@ -1,0 +1,7 @@
+//! ferrovs: the data path and control plane of a DPDK poll-mode virtual switch.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+#[allow(unsafe_code)] // the safe DPDK layer: the only module that touches dpdk_sys
+pub mod dpdk;
