@@ -38,7 +38,10 @@ impl Devargs {
     pub fn parse(text: &str, base_dir: &Path) -> Result<Self, String> {
         let text = text.trim();
         if text.is_empty() {
-            return Err("is empty: give a PCI address (0000:01:00.0) or a vdev (net_pcap0,rx_pcap=in.pcap)".into());
+            return Err(
+                "is empty: give a PCI address (0000:01:00.0) or a vdev (net_pcap0,rx_pcap=in.pcap)"
+                    .into(),
+            );
         }
         let mut parts = split_top_level(text)?.into_iter();
         let device = parts.next().unwrap_or_default();
@@ -49,7 +52,11 @@ impl Devargs {
             let Some((key, value)) = part.split_once('=') else {
                 return Err(format!("malformed argument {part:?}: expected key=value"));
             };
-            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            if key.is_empty()
+                || !key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
                 return Err(format!("malformed argument {part:?}: bad key {key:?}"));
             }
             if value.is_empty() {
@@ -76,12 +83,18 @@ impl Devargs {
 
     /// The first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.args.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.args
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every value of `key`, in order (some drivers take a key several times, one per queue).
     pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.args.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.args
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -133,7 +146,9 @@ fn is_pci_address(s: &str) -> bool {
         [bus, devfn] => (*bus, *devfn),
         _ => return false,
     };
-    let Some((dev, func)) = devfn.split_once('.') else { return false };
+    let Some((dev, func)) = devfn.split_once('.') else {
+        return false;
+    };
     hex(bus, 2) && hex(dev, 2) && func.len() == 1 && matches!(func.as_bytes()[0], b'0'..=b'7')
 }
 
@@ -141,8 +156,13 @@ fn check_device_name(device: &str) -> Result<(), String> {
     if is_pci_address(device) {
         return Ok(());
     }
-    let ident = device.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && device.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let ident = device
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && device
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
     if ident && (device.starts_with("net_") || device.starts_with("eth_")) {
         return Ok(());
     }
@@ -160,7 +180,10 @@ fn vdev_driver(device: &str) -> Option<&str> {
 }
 
 fn path_use(driver: &str, key: &str) -> Option<PathUse> {
-    PATH_KEYS.iter().find(|(d, k, _)| *d == driver && *k == key).map(|(_, _, u)| *u)
+    PATH_KEYS
+        .iter()
+        .find(|(d, k, _)| *d == driver && *k == key)
+        .map(|(_, _, u)| *u)
 }
 
 fn resolve_path(key: &str, value: &str, usage: PathUse, base_dir: &Path) -> Result<String, String> {
@@ -170,7 +193,10 @@ fn resolve_path(key: &str, value: &str, usage: PathUse, base_dir: &Path) -> Resu
             return Err(format!("{key}: file {} does not exist", path.display()));
         }
         PathUse::Output | PathUse::Socket => {
-            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             if !dir.is_dir() {
                 return Err(format!("{key}: directory {} does not exist", dir.display()));
             }
@@ -192,10 +218,21 @@ mod tests {
 
     #[test]
     fn accepts_vdevs_and_pci() {
-        assert_eq!(parse("net_null0,no-rx=1").unwrap().to_string(), "net_null0,no-rx=1");
+        assert_eq!(
+            parse("net_null0,no-rx=1").unwrap().to_string(),
+            "net_null0,no-rx=1"
+        );
         assert_eq!(parse("0000:01:00.0").unwrap().driver(), None);
-        assert_eq!(parse("01:00.1,representor=[0,1]").unwrap().get("representor"), Some("[0,1]"));
-        assert_eq!(parse("net_tap0,iface=ftap0").unwrap().driver(), Some("net_tap"));
+        assert_eq!(
+            parse("01:00.1,representor=[0,1]")
+                .unwrap()
+                .get("representor"),
+            Some("[0,1]")
+        );
+        assert_eq!(
+            parse("net_tap0,iface=ftap0").unwrap().driver(),
+            Some("net_tap")
+        );
     }
 
     #[test]

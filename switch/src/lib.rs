@@ -5,3 +5,9 @@
 
 #[allow(unsafe_code)] // the safe DPDK layer: the only module that touches dpdk_sys
 pub mod dpdk;
+pub mod ofproto;
+pub mod packet;
+pub mod pmd;
+pub mod report;
+pub mod runtime;
+pub mod stats;

@@ -62,13 +62,6 @@ pub struct FlowRule {
 }
 
 impl FlowRule {
-    /// The `in_port` this rule requires, if any.
-    pub fn in_port(&self) -> Option<OfPort> {
-        self.matches.iter().find_map(|m| match m {
-            FieldMatch::InPort(p) => Some(*p),
-        })
-    }
-
     /// Prints the rule as `ovs-ofctl dump-flows --names` would (without counters), using `ports`
     /// for names.
     pub fn display<'a>(&'a self, ports: &'a dyn PortMap) -> impl fmt::Display + 'a {
@@ -84,7 +77,11 @@ struct DisplayRule<'a> {
 impl fmt::Display for DisplayRule<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = self.rule;
-        let port = |p: OfPort| self.ports.name_of(p).map_or_else(|| p.to_string(), str::to_string);
+        let port = |p: OfPort| {
+            self.ports
+                .name_of(p)
+                .map_or_else(|| p.to_string(), str::to_string)
+        };
         if r.cookie != 0 {
             write!(f, "cookie={:#x}, ", r.cookie)?;
         }

@@ -6,8 +6,13 @@ use super::{Action, DEFAULT_PRIORITY, FieldMatch, FlowRule, OFPORT_MAX, OfPort, 
 /// Parses one rule. The error is one line naming the offending part.
 pub fn parse_flow(text: &str, ports: &dyn PortMap) -> Result<FlowRule, String> {
     let (match_part, actions_part) = split_actions(text)?;
-    let mut rule =
-        FlowRule { table: 0, priority: DEFAULT_PRIORITY, cookie: 0, matches: Vec::new(), actions: Vec::new() };
+    let mut rule = FlowRule {
+        table: 0,
+        priority: DEFAULT_PRIORITY,
+        cookie: 0,
+        matches: Vec::new(),
+        actions: Vec::new(),
+    };
     let mut seen: Vec<&str> = Vec::new();
     for token in split_list(match_part)? {
         let (name, value) = match token.split_once('=') {
@@ -18,12 +23,18 @@ pub fn parse_flow(text: &str, ports: &dyn PortMap) -> Result<FlowRule, String> {
             return Err(format!("{name}: given twice"));
         }
         seen.push(name);
-        let value = || value.filter(|v| !v.is_empty()).ok_or_else(|| format!("{name}: missing value"));
+        let value = || {
+            value
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("{name}: missing value"))
+        };
         match name {
             "priority" => rule.priority = parse_number(value()?, u16::MAX.into(), name)? as u16,
             "table" => rule.table = parse_number(value()?, 254, name)? as u8,
             "cookie" => rule.cookie = parse_cookie(value()?)?,
-            "in_port" => rule.matches.push(FieldMatch::InPort(parse_port(value()?, ports, name)?)),
+            "in_port" => rule
+                .matches
+                .push(FieldMatch::InPort(parse_port(value()?, ports, name)?)),
             _ => return Err(format!("unknown field {name:?}")),
         }
     }
@@ -97,7 +108,9 @@ fn parse_number(text: &str, max: u64, field: &str) -> Result<u64, String> {
 
 fn parse_cookie(text: &str) -> Result<u64, String> {
     if text.contains('/') {
-        return Err("cookie: a cookie mask only makes sense when modifying or deleting flows".into());
+        return Err(
+            "cookie: a cookie mask only makes sense when modifying or deleting flows".into(),
+        );
     }
     parse_number(text, u64::MAX, "cookie")
 }
@@ -106,9 +119,15 @@ fn parse_cookie(text: &str) -> Result<u64, String> {
 fn parse_port(text: &str, ports: &dyn PortMap, field: &str) -> Result<OfPort, String> {
     if text.chars().all(|c| c.is_ascii_digit()) || text.starts_with("0x") {
         let n = parse_number(text, u64::from(OFPORT_MAX), field)? as OfPort;
-        return if ports.has_number(n) { Ok(n) } else { Err(format!("{field}: unknown port {n}")) };
+        return if ports.has_number(n) {
+            Ok(n)
+        } else {
+            Err(format!("{field}: unknown port {n}"))
+        };
     }
-    ports.by_name(text).ok_or_else(|| format!("{field}: unknown port {text:?}"))
+    ports
+        .by_name(text)
+        .ok_or_else(|| format!("{field}: unknown port {text:?}"))
 }
 
 fn parse_actions(text: &str, ports: &dyn PortMap) -> Result<Vec<Action>, String> {
@@ -121,17 +140,26 @@ fn parse_actions(text: &str, ports: &dyn PortMap) -> Result<Vec<Action>, String>
         let (name, arg) = match token.find([':', '=', '(']) {
             Some(i) if token.as_bytes()[i] == b'(' => {
                 let inner = &token[i + 1..];
-                (token[..i].trim(), Some(inner.strip_suffix(')').unwrap_or(inner).trim()))
+                (
+                    token[..i].trim(),
+                    Some(inner.strip_suffix(')').unwrap_or(inner).trim()),
+                )
             }
             Some(i) => (token[..i].trim(), Some(token[i + 1..].trim())),
             None => (token.trim(), None),
         };
         let action = match (name, arg) {
             ("drop", None) => Action::Drop,
-            ("output", Some(port)) => Action::Output(parse_port(port.trim_start_matches("port="), ports, "output")?),
+            ("output", Some(port)) => Action::Output(parse_port(
+                port.trim_start_matches("port="),
+                ports,
+                "output",
+            )?),
             ("output", None) => return Err("output: missing port (output:PORT)".into()),
             // A bare port name or number is ovs-ofctl's shorthand for output to it.
-            (bare, None) if ports.by_name(bare).is_some() || bare.chars().all(|c| c.is_ascii_digit()) => {
+            (bare, None)
+                if ports.by_name(bare).is_some() || bare.chars().all(|c| c.is_ascii_digit()) =>
+            {
                 Action::Output(parse_port(bare, ports, "output")?)
             }
             _ => return Err(format!("unknown action {token:?}")),
@@ -182,18 +210,21 @@ mod tests {
         assert_eq!(r.matches, vec![FieldMatch::InPort(1)]);
         assert_eq!(r.actions, vec![Action::Output(2)]);
 
-        let r = parse("table=3 cookie=0x1f priority=0 in_port=10 actions=output:1,output:p1").unwrap();
+        let r =
+            parse("table=3 cookie=0x1f priority=0 in_port=10 actions=output:1,output:p1").unwrap();
         assert_eq!((r.table, r.priority, r.cookie), (3, 0, 0x1f));
         assert_eq!(r.actions, vec![Action::Output(1), Action::Output(2)]);
 
         assert_eq!(parse("actions=drop").unwrap().actions, vec![Action::Drop]);
         assert_eq!(parse("in_port=p1,actions=").unwrap().actions, vec![]);
-        assert_eq!(parse("actions=p1,2,output(port=uplink)").unwrap().actions, vec![
-            Action::Output(2),
-            Action::Output(2),
-            Action::Output(10)
-        ]);
-        assert_eq!(parse("in_port=p0 actions=output:p1").unwrap().priority, DEFAULT_PRIORITY);
+        assert_eq!(
+            parse("actions=p1,2,output(port=uplink)").unwrap().actions,
+            vec![Action::Output(2), Action::Output(2), Action::Output(10)]
+        );
+        assert_eq!(
+            parse("in_port=p0 actions=output:p1").unwrap().priority,
+            DEFAULT_PRIORITY
+        );
     }
 
     #[test]
@@ -213,13 +244,25 @@ mod tests {
     fn rejects_bad_rules_with_the_reason() {
         for (text, reason) in [
             ("priority=10,in_port=p0", "missing actions="),
-            ("priority=70000,actions=drop", "priority: 70000 is out of range (0 to 65535)"),
-            ("priority=ten,actions=drop", "priority: \"ten\" is not a number"),
+            (
+                "priority=70000,actions=drop",
+                "priority: 70000 is out of range (0 to 65535)",
+            ),
+            (
+                "priority=ten,actions=drop",
+                "priority: \"ten\" is not a number",
+            ),
             ("priority=,actions=drop", "priority: missing value"),
-            ("table=255,actions=drop", "table: 255 is out of range (0 to 254)"),
+            (
+                "table=255,actions=drop",
+                "table: 255 is out of range (0 to 254)",
+            ),
             ("in_port=p9,actions=drop", "in_port: unknown port \"p9\""),
             ("in_port=7,actions=drop", "in_port: unknown port 7"),
-            ("in_port=p0,actions=output:p9", "output: unknown port \"p9\""),
+            (
+                "in_port=p0,actions=output:p9",
+                "output: unknown port \"p9\"",
+            ),
             ("in_port=p0,actions=output:99", "output: unknown port 99"),
             ("in_port=p0,actions=output", "output: missing port"),
             ("nw_ttl=3,actions=drop", "unknown field \"nw_ttl\""),
@@ -230,7 +273,10 @@ mod tests {
             ("actions=output(port=p1", "unbalanced"),
         ] {
             let err = parse(text).unwrap_err();
-            assert_eq!(err.contains(reason), true, "{text:?} gave {err:?}, wanted {reason:?}");
+            assert!(
+                err.contains(reason),
+                "{text:?} gave {err:?}, wanted {reason:?}"
+            );
         }
     }
 }

@@ -69,7 +69,11 @@ impl Mbuf {
             return None;
         }
         let m = self.raw();
-        let (addr, off, len) = (m.buf_addr.cast::<u8>(), usize::from(m.data_off), usize::from(m.data_len));
+        let (addr, off, len) = (
+            m.buf_addr.cast::<u8>(),
+            usize::from(m.data_off),
+            usize::from(m.data_len),
+        );
         // SAFETY: as in `data`, and we are the only owner of a direct buffer, so no one else reads
         // or writes these bytes while the returned borrow lives.
         Some(unsafe { std::slice::from_raw_parts_mut(addr.add(off), len) })
@@ -113,8 +117,10 @@ impl Mbuf {
     #[inline]
     pub fn rss_hash(&self) -> Option<u32> {
         let m = self.raw();
-        // SAFETY: the `rss` member of the hash union is the one the NIC writes with this flag set.
-        (m.ol_flags & u64::from(sys::RTE_MBUF_F_RX_RSS_HASH) != 0).then(|| unsafe { m.__bindgen_anon_2.hash.rss })
+        // SAFETY: the hash union is plain data (any bit pattern is a valid u32); `rss` is the member
+        // the NIC writes when it sets RTE_MBUF_F_RX_RSS_HASH, and we only return it then.
+        let rss = unsafe { m.__bindgen_anon_2.hash.rss };
+        (m.ol_flags & u64::from(sys::RTE_MBUF_F_RX_RSS_HASH) != 0).then_some(rss)
     }
 
     /// Makes a second owner of the same buffer (reference count + 1). Neither handle can write the
@@ -138,14 +144,23 @@ impl Mbuf {
             let m = self.raw();
             usize::from(m.buf_len) - usize::from(m.data_off) - usize::from(m.data_len)
         };
-        if !self.is_writable() || bytes.len() > room || self.raw().data_len as usize + bytes.len() > usize::from(u16::MAX) {
-            return Err(NoRoom { room: if self.is_writable() { room } else { 0 }, needed: bytes.len() });
+        if !self.is_writable()
+            || bytes.len() > room
+            || self.raw().data_len as usize + bytes.len() > usize::from(u16::MAX)
+        {
+            return Err(NoRoom {
+                room: if self.is_writable() { room } else { 0 },
+                needed: bytes.len(),
+            });
         }
         let m = self.0.as_ptr();
         // SAFETY: we are the sole owner of a direct single-segment buffer, and the copy stays within
         // its tailroom (checked above); lengths are updated to match.
         unsafe {
-            let tail = (*m).buf_addr.cast::<u8>().add(usize::from((*m).data_off) + usize::from((*m).data_len));
+            let tail = (*m)
+                .buf_addr
+                .cast::<u8>()
+                .add(usize::from((*m).data_off) + usize::from((*m).data_len));
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), tail, bytes.len());
             (*m).data_len += bytes.len() as u16;
             (*m).pkt_len += bytes.len() as u32;
@@ -159,7 +174,10 @@ impl Mbuf {
         #[cfg(target_arch = "x86_64")]
         {
             let m = self.raw();
-            let p = m.buf_addr.cast::<i8>().wrapping_add(usize::from(m.data_off));
+            let p = m
+                .buf_addr
+                .cast::<i8>()
+                .wrapping_add(usize::from(m.data_off));
             // SAFETY: prefetch never faults, whatever the address.
             unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p) };
         }
@@ -177,6 +195,9 @@ impl Drop for Mbuf {
 
 impl std::fmt::Debug for Mbuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mbuf").field("len", &self.len()).field("segments", &self.segments()).finish()
+        f.debug_struct("Mbuf")
+            .field("len", &self.len())
+            .field("segments", &self.segments())
+            .finish()
     }
 }

@@ -14,7 +14,9 @@ pub enum MempoolError {
     #[error("mempool name {0:?} is invalid (NUL byte or longer than 25 bytes)")]
     BadName(String),
     /// `rte_pktmbuf_pool_create` failed.
-    #[error("cannot create mempool {name:?} of {mbufs} mbufs x {data_room} B: {source} (out of hugepage memory? run scripts/setup.sh)")]
+    #[error(
+        "cannot create mempool {name:?} of {mbufs} mbufs x {data_room} B: {source} (out of hugepage memory? run scripts/setup.sh)"
+    )]
     Create {
         /// The pool's name.
         name: String,
@@ -74,7 +76,11 @@ impl Mempool {
             data_room,
             source: RteError::last(),
         })?;
-        Ok(Self { ptr, name: name.into(), _eal: eal.clone() })
+        Ok(Self {
+            ptr,
+            name: name.into(),
+            _eal: eal.clone(),
+        })
     }
 
     /// The pool's name.
@@ -104,7 +110,8 @@ impl Mempool {
     pub fn alloc(&self) -> Option<Mbuf> {
         let mut raw = [std::ptr::null_mut(); 1];
         // SAFETY: the pool is alive and `raw` has room for one pointer.
-        let ret = unsafe { sys::ferrovs_pktmbuf_alloc_bulk(self.ptr.as_ptr(), raw.as_mut_ptr(), 1) };
+        let ret =
+            unsafe { sys::ferrovs_pktmbuf_alloc_bulk(self.ptr.as_ptr(), raw.as_mut_ptr(), 1) };
         // SAFETY: on success DPDK wrote a fresh mbuf that nobody else references.
         (ret == 0).then(|| unsafe { Mbuf::from_raw(raw[0]) })
     }
@@ -119,7 +126,10 @@ impl Drop for Mempool {
         let in_use = self.in_use();
         if in_use != 0 {
             // Freeing the memory under live mbufs would be a use-after-free: leak it instead, loudly.
-            log::error!("mempool {}: {in_use} mbufs still in use at teardown; leaking the pool", self.name);
+            log::error!(
+                "mempool {}: {in_use} mbufs still in use at teardown; leaking the pool",
+                self.name
+            );
             return;
         }
         // SAFETY: no mbuf of this pool is in use, and every port that used it is closed (ports hold

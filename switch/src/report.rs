@@ -1,0 +1,246 @@
+//! What a run did: per-port, per-PMD and total counters, and the mempool's in-use count at exit.
+//! Printed for humans at exit, and written as JSON for scripts and tests.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::dpdk::PortStats;
+use crate::stats::{DropCounts, PmdCounters};
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Seconds from the PMDs' start to their stop.
+    pub duration_secs: f64,
+    /// TSC frequency, to turn cycles into time.
+    pub tsc_hz: u64,
+    /// Per port, in config order.
+    pub ports: Vec<PortReport>,
+    /// Per PMD thread.
+    pub pmds: Vec<PmdReport>,
+    /// Sums over PMDs.
+    pub totals: Totals,
+    /// Packet buffers.
+    pub mempool: MempoolReport,
+}
+
+/// One port.
+#[derive(Debug, Clone, Serialize)]
+pub struct PortReport {
+    /// Name from the config.
+    pub name: String,
+    /// OpenFlow number.
+    pub ofport: u16,
+    /// DPDK driver.
+    pub driver: String,
+    /// Link state when the switch stopped.
+    pub link_up: bool,
+    /// The driver's counters.
+    pub stats: PortStats,
+}
+
+/// One PMD.
+#[derive(Debug, Clone, Serialize)]
+pub struct PmdReport {
+    /// The CPU it ran on.
+    pub core: usize,
+    /// Its EAL lcore id.
+    pub lcore: u32,
+    /// Its counters.
+    pub counters: CountersReport,
+}
+
+/// Counters in report form.
+#[derive(Debug, Clone, Serialize)]
+pub struct CountersReport {
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Packets sent at least once.
+    pub forwarded: u64,
+    /// Copies transmitted.
+    pub tx_packets: u64,
+    /// Whole packets dropped (every reason but transmit failures).
+    pub dropped_packets: u64,
+    /// Drops by reason, nonzero only.
+    pub drops: BTreeMap<&'static str, u64>,
+    /// Loop passes.
+    pub iterations: u64,
+    /// Non-empty receive bursts.
+    pub batches: u64,
+    /// Cycles in passes that received packets.
+    pub busy_cycles: u64,
+    /// Cycles in passes that received nothing.
+    pub idle_cycles: u64,
+    /// Busy cycles per received packet.
+    pub cycles_per_packet: f64,
+    /// Packets per non-empty burst.
+    pub packets_per_batch: f64,
+}
+
+impl From<&PmdCounters> for CountersReport {
+    fn from(c: &PmdCounters) -> Self {
+        Self {
+            rx_packets: c.rx_packets,
+            forwarded: c.forwarded,
+            tx_packets: c.tx_packets,
+            dropped_packets: c.drops.packets(),
+            drops: drop_map(&c.drops),
+            iterations: c.iterations,
+            batches: c.batches,
+            busy_cycles: c.busy_cycles,
+            idle_cycles: c.idle_cycles,
+            cycles_per_packet: c.cycles_per_packet(),
+            packets_per_batch: c.packets_per_batch(),
+        }
+    }
+}
+
+fn drop_map(d: &DropCounts) -> BTreeMap<&'static str, u64> {
+    d.nonzero().collect()
+}
+
+/// Totals over all PMDs, with rates.
+#[derive(Debug, Clone, Serialize)]
+pub struct Totals {
+    /// Summed counters.
+    pub counters: CountersReport,
+    /// Received, millions of packets per second.
+    pub rx_mpps: f64,
+    /// Forwarded, millions of packets per second.
+    pub forwarded_mpps: f64,
+}
+
+/// The mempool at exit.
+#[derive(Debug, Clone, Serialize)]
+pub struct MempoolReport {
+    /// Mbufs in all.
+    pub capacity: u32,
+    /// Mbufs still allocated after every port closed: anything but 0 is a leak.
+    pub in_use: u32,
+}
+
+impl Totals {
+    /// Sums `pmds` over `secs` seconds.
+    pub fn sum(pmds: &[PmdCounters], secs: f64) -> Self {
+        let mut t = PmdCounters::default();
+        for c in pmds {
+            t.rx_packets += c.rx_packets;
+            t.forwarded += c.forwarded;
+            t.tx_packets += c.tx_packets;
+            t.drops = t.drops.merged(&c.drops);
+            t.iterations += c.iterations;
+            t.batches += c.batches;
+            t.busy_cycles += c.busy_cycles;
+            t.idle_cycles += c.idle_cycles;
+        }
+        let rate = |n: u64| {
+            if secs > 0.0 {
+                n as f64 / secs / 1e6
+            } else {
+                0.0
+            }
+        };
+        Self {
+            counters: (&t).into(),
+            rx_mpps: rate(t.rx_packets),
+            forwarded_mpps: rate(t.forwarded),
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "ferrovs ran {:.2} s", self.duration_secs)?;
+        writeln!(
+            f,
+            "{:<12} {:>6} {:<10} {:>4} {:>14} {:>14} {:>10} {:>10} {:>10}",
+            "port",
+            "ofport",
+            "driver",
+            "link",
+            "rx_packets",
+            "tx_packets",
+            "rx_missed",
+            "rx_errors",
+            "tx_errors"
+        )?;
+        for p in &self.ports {
+            let s = &p.stats;
+            writeln!(
+                f,
+                "{:<12} {:>6} {:<10} {:>4} {:>14} {:>14} {:>10} {:>10} {:>10}",
+                p.name,
+                p.ofport,
+                p.driver,
+                if p.link_up { "up" } else { "down" },
+                s.rx_packets,
+                s.tx_packets,
+                s.rx_missed,
+                s.rx_errors,
+                s.tx_errors
+            )?;
+        }
+        writeln!(
+            f,
+            "{:<6} {:>4} {:>14} {:>14} {:>14} {:>12} {:>10} {:>10} {:>7}",
+            "pmd",
+            "core",
+            "rx_packets",
+            "forwarded",
+            "tx_packets",
+            "dropped",
+            "cyc/pkt",
+            "pkt/batch",
+            "busy%"
+        )?;
+        for (i, p) in self.pmds.iter().enumerate() {
+            let c = &p.counters;
+            let cycles = (c.busy_cycles + c.idle_cycles).max(1);
+            writeln!(
+                f,
+                "{:<6} {:>4} {:>14} {:>14} {:>14} {:>12} {:>10.1} {:>10.1} {:>6.1}%",
+                i,
+                p.core,
+                c.rx_packets,
+                c.forwarded,
+                c.tx_packets,
+                c.dropped_packets,
+                c.cycles_per_packet,
+                c.packets_per_batch,
+                100.0 * c.busy_cycles as f64 / cycles as f64
+            )?;
+        }
+        let t = &self.totals;
+        let drops: Vec<String> = t
+            .counters
+            .drops
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        writeln!(
+            f,
+            "drops: {}",
+            if drops.is_empty() {
+                "none".to_string()
+            } else {
+                drops.join(" ")
+            }
+        )?;
+        writeln!(
+            f,
+            "total: rx {} packets ({:.3} Mpps), forwarded {} ({:.3} Mpps), tx {} copies",
+            t.counters.rx_packets,
+            t.rx_mpps,
+            t.counters.forwarded,
+            t.forwarded_mpps,
+            t.counters.tx_packets
+        )?;
+        write!(
+            f,
+            "mempool: {} of {} mbufs in use at exit",
+            self.mempool.in_use, self.mempool.capacity
+        )
+    }
+}

@@ -1,0 +1,348 @@
+//! Bringing the switch up from a validated [`Config`], running it, and taking it down cleanly.
+//!
+//! Start-up order: EAL (core list derived from `[datapath]`), ports probed by devargs, one mempool
+//! sized from ports x queues x descriptors (+ packets preloaded by `net_pcap,infinite_rx=1`), ports
+//! configured and started, one PMD job per PMD lcore. Shutdown runs the other way: PMDs stop and
+//! flush, ports stop and close (so `net_pcap` output files are complete and drivers hand back
+//! their mbufs), and only then is the mempool's in-use count read: anything but 0 is a leak.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ferrovs_config::Config;
+
+use crate::dpdk::{
+    DEFAULT_DATA_ROOM, Eal, EalError, LcoreJob, LcorePanic, MAX_BURST, Mempool, MempoolError, Port,
+    PortError, PortSetup, tsc_hz,
+};
+use crate::ofproto::{CompileError, Pipeline, PortTable};
+use crate::packet::PortIdx;
+use crate::pmd::{Pmd, PmdShared, PolledRxq, TxBuffer};
+use crate::report::{MempoolReport, PmdReport, PortReport, Report, Totals};
+use crate::stats::PmdCounters;
+
+/// Per-lcore mempool cache: big enough to serve a few bursts without touching the shared ring.
+const MEMPOOL_CACHE: u32 = 256;
+/// How often the control thread checks for stop conditions.
+const CONTROL_TICK: Duration = Duration::from_millis(5);
+
+/// Why the switch could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// EAL did not start.
+    #[error(transparent)]
+    Eal(#[from] EalError),
+    /// A port could not be set up.
+    #[error(transparent)]
+    Port(#[from] PortError),
+    /// No memory for packet buffers.
+    #[error(transparent)]
+    Mempool(#[from] MempoolError),
+    /// A rule could not be compiled.
+    #[error(transparent)]
+    Pipeline(#[from] CompileError),
+    /// A PMD thread panicked.
+    #[error(transparent)]
+    Pmd(#[from] LcorePanic),
+    /// EAL has fewer worker lcores than PMDs (should not happen: we derive the list).
+    #[error("EAL started {got} worker lcores, {want} PMDs need one each")]
+    Lcores {
+        /// Worker lcores EAL has.
+        got: usize,
+        /// PMDs configured.
+        want: usize,
+    },
+}
+
+/// When to stop, besides SIGINT/SIGTERM.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Stop once the PMDs have received (and processed) this many packets in all.
+    pub stop_after_rx: Option<u64>,
+}
+
+/// The EAL arguments for `config`: lcore 0 is the control thread on `control_core`, lcore i+1 the
+/// PMD on `pmd_cores[i]`; then the user's extra arguments.
+pub fn eal_args(config: &Config) -> Vec<String> {
+    let dp = &config.datapath;
+    let lcores: Vec<String> = std::iter::once(format!("0@{}", dp.control_core))
+        .chain(
+            dp.pmd_cores
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{}@{c}", i + 1)),
+        )
+        .collect();
+    let mut args = vec![
+        format!("--lcores={}", lcores.join(",")),
+        "--main-lcore=0".to_string(),
+    ];
+    args.extend(config.eal_args.iter().cloned());
+    args
+}
+
+/// One port of the running switch.
+struct SwitchPort {
+    port: Port,
+    driver: String,
+    setup: PortSetup,
+}
+
+/// Runs the switch until `stop` is set, or an option in `opts` says so; returns what it did.
+pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Report, RunError> {
+    let eal = Eal::init(&eal_args(config))?;
+    let workers = eal.worker_lcores();
+    let npmds = config.datapath.pmd_cores.len();
+    if workers.len() < npmds {
+        return Err(RunError::Lcores {
+            got: workers.len(),
+            want: npmds,
+        });
+    }
+
+    let port_table = PortTable::new(config.ports.iter().map(|p| p.ofport).collect());
+    let pipeline = Arc::new(Pipeline::compile(&config.flows, &port_table)?);
+
+    let mut ports = Vec::with_capacity(config.ports.len());
+    for pc in &config.ports {
+        let port = Port::attach(&eal, &pc.name, &pc.devargs.to_string())?;
+        let info = port.info()?;
+        // One tx queue per PMD where the device has enough; otherwise PMDs share (locked per burst).
+        let setup = PortSetup {
+            rx_queues: 1,
+            tx_queues: (npmds as u16).clamp(1, info.max_tx_queues.max(1)),
+            rx_desc: pc.rx_desc,
+            tx_desc: pc.tx_desc,
+        };
+        ports.push(SwitchPort {
+            port,
+            driver: info.driver,
+            setup,
+        });
+    }
+
+    let pool_size = mempool_size(config, &ports, npmds + 1);
+    let pool = Arc::new(Mempool::new(
+        &eal,
+        "ferrovs_mbufs",
+        pool_size,
+        MEMPOOL_CACHE,
+        DEFAULT_DATA_ROOM,
+        None,
+    )?);
+    log::info!("mempool: {pool_size} mbufs of {DEFAULT_DATA_ROOM} B");
+
+    for sp in &mut ports {
+        sp.port.configure(&sp.setup, &pool)?;
+        sp.port.start()?;
+        sp.port.enable_promiscuous();
+        let link = sp.port.link()?;
+        let mac = sp.port.mac()?;
+        log::info!(
+            "port {} ({}): {} rxq, {} txq, link {} {} Mbps, mac {}",
+            sp.port.name(),
+            sp.driver,
+            sp.setup.rx_queues,
+            sp.setup.tx_queues,
+            if link.up { "up" } else { "down" },
+            link.speed_mbps,
+            mac.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        );
+    }
+
+    let pmds = build_pmds(config, &mut ports, &pipeline)?;
+    let started = Instant::now();
+    let mut jobs: Vec<(LcoreJob<PmdCounters>, Arc<PmdShared>)> = Vec::with_capacity(npmds);
+    for (pmd, lcore) in pmds.into_iter().zip(&workers) {
+        let (pmd, shared) = pmd;
+        jobs.push((eal.launch(*lcore, move || pmd.run())?, shared));
+    }
+    log::info!(
+        "forwarding with {npmds} PMD(s) on cores {:?}",
+        config.datapath.pmd_cores
+    );
+
+    wait_for_stop(opts, stop, started, &jobs);
+
+    for (_, shared) in &jobs {
+        shared.request_stop();
+    }
+    let mut counters = Vec::with_capacity(jobs.len());
+    let mut pmd_reports = Vec::with_capacity(jobs.len());
+    for ((job, _), core) in jobs.into_iter().zip(&config.datapath.pmd_cores) {
+        let lcore = job.lcore();
+        let c = job.join()?;
+        pmd_reports.push(PmdReport {
+            core: *core,
+            lcore,
+            counters: (&c).into(),
+        });
+        counters.push(c);
+    }
+    let duration_secs = started.elapsed().as_secs_f64();
+
+    let mut port_reports = Vec::with_capacity(ports.len());
+    for (sp, pc) in ports.into_iter().zip(&config.ports) {
+        let SwitchPort {
+            mut port, driver, ..
+        } = sp;
+        let link_up = port.link().map(|l| l.up).unwrap_or(false);
+        port.stop()?;
+        let stats = port.stats()?;
+        port.close()?;
+        port_reports.push(PortReport {
+            name: pc.name.clone(),
+            ofport: pc.ofport,
+            driver,
+            link_up,
+            stats,
+        });
+    }
+    let mempool = MempoolReport {
+        capacity: pool.capacity(),
+        in_use: pool.in_use(),
+    };
+    drop(pool);
+
+    Ok(Report {
+        duration_secs,
+        tsc_hz: tsc_hz(),
+        ports: port_reports,
+        totals: Totals::sum(&counters, duration_secs),
+        pmds: pmd_reports,
+        mempool,
+    })
+}
+
+/// Creates one PMD per PMD core: receive queues spread round-robin, transmit queue i % n on every
+/// port for PMD i (shared under a lock where the device has fewer queues than PMDs).
+fn build_pmds(
+    config: &Config,
+    ports: &mut [SwitchPort],
+    pipeline: &Arc<Pipeline>,
+) -> Result<Vec<(Pmd, Arc<PmdShared>)>, RunError> {
+    let npmds = config.datapath.pmd_cores.len();
+    let mut rxqs: Vec<Vec<PolledRxq>> = (0..npmds).map(|_| Vec::new()).collect();
+    let mut next = 0;
+    for (idx, sp) in ports.iter_mut().enumerate() {
+        for q in 0..sp.setup.rx_queues {
+            rxqs[next % npmds].push(PolledRxq {
+                queue: sp.port.rx_queue(q)?,
+                port: PortIdx(idx as u16),
+            });
+            next += 1;
+        }
+    }
+    // tx[pmd][port]
+    let mut tx: Vec<Vec<TxBuffer>> = (0..npmds)
+        .map(|_| Vec::with_capacity(ports.len()))
+        .collect();
+    for sp in ports.iter_mut() {
+        let nq = usize::from(sp.setup.tx_queues);
+        let mut handles: Vec<Vec<_>> = Vec::with_capacity(nq);
+        for q in 0..nq {
+            let users = (q..npmds).step_by(nq).count();
+            handles.push(sp.port.tx_queue(q as u16, users)?);
+        }
+        for (pmd, bufs) in tx.iter_mut().enumerate() {
+            let queue = handles[pmd % nq].pop().expect("one handle per user");
+            bufs.push(TxBuffer::new(queue));
+        }
+    }
+    Ok(rxqs
+        .into_iter()
+        .zip(tx)
+        .map(|(rxqs, tx)| {
+            let shared = Arc::new(PmdShared::default());
+            (
+                Pmd::new(
+                    rxqs,
+                    tx,
+                    Arc::clone(pipeline),
+                    config.datapath.burst_size,
+                    Arc::clone(&shared),
+                ),
+                shared,
+            )
+        })
+        .collect())
+}
+
+fn wait_for_stop(
+    opts: &RunOptions,
+    stop: &AtomicBool,
+    started: Instant,
+    jobs: &[(LcoreJob<PmdCounters>, Arc<PmdShared>)],
+) {
+    let mut last_log = Instant::now();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            log::info!("stop requested");
+            return;
+        }
+        if opts.duration.is_some_and(|d| started.elapsed() >= d) {
+            return;
+        }
+        let rx: u64 = jobs.iter().map(|(_, s)| s.counters.read().rx_packets).sum();
+        if opts.stop_after_rx.is_some_and(|n| rx >= n) {
+            return;
+        }
+        if last_log.elapsed() >= Duration::from_secs(1) {
+            log::debug!("received {rx} packets so far");
+            last_log = Instant::now();
+        }
+        std::thread::sleep(CONTROL_TICK);
+    }
+}
+
+/// Mbufs needed: every descriptor of every queue, what each lcore may hold (cache, one burst per
+/// port in transmit buffers, one received and one dropped burst), the packets that `net_pcap`
+/// preloads with `infinite_rx=1`, and a margin.
+fn mempool_size(config: &Config, ports: &[SwitchPort], lcores: usize) -> u32 {
+    let rings: u64 = ports
+        .iter()
+        .map(|p| {
+            u64::from(p.setup.rx_queues) * u64::from(p.setup.rx_desc)
+                + u64::from(p.setup.tx_queues) * u64::from(p.setup.tx_desc)
+        })
+        .sum();
+    let per_lcore = u64::from(MEMPOOL_CACHE) * 3 / 2 + (MAX_BURST * (ports.len() + 2)) as u64;
+    let preloaded: u64 = config
+        .ports
+        .iter()
+        .filter(|p| {
+            p.devargs.driver() == Some("net_pcap") && p.devargs.get("infinite_rx") == Some("1")
+        })
+        .flat_map(|p| {
+            p.devargs
+                .get_all("rx_pcap")
+                .map(Path::new)
+                .map(pcap_packets)
+                .collect::<Vec<_>>()
+        })
+        .sum();
+    let total = rings + preloaded + per_lcore * lcores as u64 + 2048;
+    u32::try_from(total).unwrap_or(u32::MAX)
+}
+
+/// Packets in a pcap file (for sizing); if the file cannot be read as pcap, an upper bound from
+/// its size (every frame at least 60 bytes plus a 16-byte record header).
+fn pcap_packets(path: &Path) -> u64 {
+    let count = std::fs::File::open(path).ok().and_then(|f| {
+        let mut reader = pcap_file::pcap::PcapReader::new(std::io::BufReader::new(f)).ok()?;
+        let mut n = 0u64;
+        while let Some(pkt) = reader.next_raw_packet() {
+            pkt.ok()?;
+            n += 1;
+        }
+        Some(n)
+    });
+    count.unwrap_or_else(|| std::fs::metadata(path).map_or(0, |m| m.len() / 76))
+}

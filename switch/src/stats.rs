@@ -1,0 +1,197 @@
+//! Counters: every packet that leaves the data path other than by transmission is counted under a
+//! [`DropReason`]. A PMD counts in plain `u64`s and publishes a snapshot to atomics now and then, so
+//! the hot path never writes shared memory per packet.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a packet (or one copy of it) was not transmitted. One table: names, docs and order.
+macro_rules! drop_reasons {
+    ($($variant:ident => $name:literal, $doc:literal;)*) => {
+        /// Why a packet, or one output copy of it, was not transmitted.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason { $(#[doc = $doc] $variant,)* }
+
+        impl DropReason {
+            /// Every reason, in table order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            /// How many reasons there are.
+            pub const COUNT: usize = Self::ALL.len();
+            const NAMES: &'static [&'static str] = &[$($name,)*];
+
+            /// The reason's counter name, as printed and served.
+            pub fn name(self) -> &'static str {
+                Self::NAMES[self as usize]
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    NoMatch => "no_match", "No flow rule matched the packet.";
+    DropAction => "drop_action", "The matching rule's actions drop it (`drop`, or no action).";
+    OutputToInPort => "output_to_in_port", "Every output of the rule was the input port, which OpenFlow skips.";
+    TxQueueFull => "tx_queue_full", "The port's transmit queue stayed full after retries (counted per copy).";
+}
+
+/// Per-drop-reason counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounts(pub [u64; DropReason::COUNT]);
+
+impl DropCounts {
+    /// Adds `n` drops for `reason`.
+    #[inline]
+    pub fn add(&mut self, reason: DropReason, n: u64) {
+        self.0[reason as usize] += n;
+    }
+
+    /// The count for `reason`.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.0[reason as usize]
+    }
+
+    /// All drops.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// Drops of whole packets (the reasons decided before transmission), as opposed to copies the
+    /// device refused.
+    pub fn packets(&self) -> u64 {
+        self.total() - self.get(DropReason::TxQueueFull)
+    }
+
+    /// (name, count) for every reason with a nonzero count.
+    pub fn nonzero(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .map(|&r| (r.name(), self.get(r)))
+            .filter(|&(_, n)| n > 0)
+    }
+
+    /// Sums two sets of counts.
+    pub fn merged(mut self, other: &Self) -> Self {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+        self
+    }
+}
+
+/// One PMD's counters. Owned by the PMD thread; plain integers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PmdCounters {
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Received packets sent out at least once.
+    pub forwarded: u64,
+    /// Copies handed to the devices' transmit queues and accepted.
+    pub tx_packets: u64,
+    /// Packets and copies not transmitted, by reason.
+    pub drops: DropCounts,
+    /// Poll-loop iterations.
+    pub iterations: u64,
+    /// Receive bursts that returned packets.
+    pub batches: u64,
+    /// TSC cycles spent in iterations that received packets.
+    pub busy_cycles: u64,
+    /// TSC cycles spent in iterations that received nothing.
+    pub idle_cycles: u64,
+}
+
+impl PmdCounters {
+    /// Busy cycles per received packet.
+    pub fn cycles_per_packet(&self) -> f64 {
+        ratio(self.busy_cycles, self.rx_packets)
+    }
+
+    /// Packets per non-empty receive burst.
+    pub fn packets_per_batch(&self) -> f64 {
+        ratio(self.rx_packets, self.batches)
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// Where a PMD publishes its counters for other threads to read. Single writer (the PMD), relaxed
+/// stores of whole words; a reader may see fields from two neighbouring snapshots, never a torn word.
+#[derive(Debug, Default)]
+pub struct PublishedCounters {
+    words: [AtomicU64; PUBLISHED_WORDS],
+}
+
+const FIXED_WORDS: usize = 7;
+const PUBLISHED_WORDS: usize = FIXED_WORDS + DropReason::COUNT;
+
+impl PublishedCounters {
+    /// Publishes a snapshot (PMD thread only).
+    pub fn publish(&self, c: &PmdCounters) {
+        let fixed = [
+            c.rx_packets,
+            c.forwarded,
+            c.tx_packets,
+            c.iterations,
+            c.batches,
+            c.busy_cycles,
+            c.idle_cycles,
+        ];
+        for (w, v) in self.words.iter().zip(fixed.iter().chain(c.drops.0.iter())) {
+            w.store(*v, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads the latest snapshot.
+    pub fn read(&self) -> PmdCounters {
+        let w: [u64; PUBLISHED_WORDS] =
+            std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed));
+        let mut drops = DropCounts::default();
+        drops.0.copy_from_slice(&w[FIXED_WORDS..]);
+        PmdCounters {
+            rx_packets: w[0],
+            forwarded: w[1],
+            tx_packets: w[2],
+            iterations: w[3],
+            batches: w[4],
+            busy_cycles: w[5],
+            idle_cycles: w[6],
+            drops,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_table() {
+        assert_eq!(DropReason::NoMatch.name(), "no_match");
+        assert_eq!(DropReason::ALL.len(), DropReason::COUNT);
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+    }
+
+    #[test]
+    fn publish_round_trips() {
+        let mut c = PmdCounters {
+            rx_packets: 1,
+            forwarded: 2,
+            tx_packets: 3,
+            iterations: 4,
+            batches: 5,
+            busy_cycles: 6,
+            idle_cycles: 7,
+            ..Default::default()
+        };
+        c.drops.add(DropReason::TxQueueFull, 9);
+        c.drops.add(DropReason::NoMatch, 8);
+        let p = PublishedCounters::default();
+        p.publish(&c);
+        assert_eq!(p.read(), c);
+        assert_eq!(c.drops.packets(), 8);
+        assert_eq!(c.drops.total(), 17);
+    }
+}

@@ -1,0 +1,286 @@
+//! End-to-end harness: runs the real `ferrovs` binary on `net_pcap` vdevs. Each port reads its
+//! input from a pcap the test writes and captures what the switch sends it into another pcap; the
+//! run stops once every input packet has been received (`--stop-after-rx`), and the harness reads
+//! back every capture and the final counters (`--stats-json`).
+
+#![allow(dead_code)] // each test binary uses a different part
+
+pub mod traffic;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pcap_file::DataLink;
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
+use serde_json::Value;
+
+/// The binary under test.
+pub fn ferrovs() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferrovs"))
+}
+
+/// Writes `packets` to a pcap file.
+pub fn write_pcap(path: &Path, packets: &[Vec<u8>]) {
+    let file = std::fs::File::create(path).unwrap();
+    let header = PcapHeader {
+        datalink: DataLink::ETHERNET,
+        snaplen: 65535,
+        ..Default::default()
+    };
+    let mut w = PcapWriter::with_header(file, header).unwrap();
+    for p in packets {
+        w.write_packet(&PcapPacket::new(
+            std::time::Duration::ZERO,
+            p.len() as u32,
+            p,
+        ))
+        .unwrap();
+    }
+}
+
+/// Reads every packet of a pcap file.
+pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut r =
+        PcapReader::new(file).unwrap_or_else(|e| panic!("{}: not a pcap: {e}", path.display()));
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap_or_else(|e| panic!("{}: truncated: {e}", path.display()));
+        assert_eq!(
+            p.orig_len as usize,
+            p.data.len(),
+            "{}: packet captured short",
+            path.display()
+        );
+        out.push(p.data.into_owned());
+    }
+    out
+}
+
+struct PortDef {
+    name: String,
+    input: Vec<Vec<u8>>,
+}
+
+/// A switch to run: ports with their input traffic, and flow rules.
+pub struct Switch {
+    dir: tempfile::TempDir,
+    ports: Vec<PortDef>,
+    rules: Vec<String>,
+    flows_file: Option<String>,
+    extra: String,
+}
+
+impl Default for Switch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Switch {
+    /// An empty switch in a fresh directory.
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            ports: Vec::new(),
+            rules: Vec::new(),
+            flows_file: None,
+            extra: String::new(),
+        }
+    }
+
+    /// Adds a port that receives `input` (in order) and captures what it transmits.
+    pub fn port(mut self, name: &str, input: Vec<Vec<u8>>) -> Self {
+        self.ports.push(PortDef {
+            name: name.into(),
+            input,
+        });
+        self
+    }
+
+    /// Adds flow rules in ovs-ofctl syntax.
+    pub fn rules(mut self, rules: &[&str]) -> Self {
+        self.rules.extend(rules.iter().map(|r| r.to_string()));
+        self
+    }
+
+    /// Puts `text` in a flows file referenced by `flows.file`.
+    pub fn flows_file(mut self, text: &str) -> Self {
+        self.flows_file = Some(text.into());
+        self
+    }
+
+    /// Extra TOML appended to the config.
+    pub fn extra_toml(mut self, text: &str) -> Self {
+        self.extra.push_str(text);
+        self
+    }
+
+    /// The working directory (config, pcaps).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn input_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.in.pcap"))
+    }
+
+    fn output_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.out.pcap"))
+    }
+
+    /// Writes the inputs and the config; returns the config's path.
+    pub fn write(&self) -> PathBuf {
+        let mut toml = String::from(
+            "[eal]\nargs = [\"--no-pci\", \"--in-memory\", \"--log-level=lib.eal:warning\"]\n",
+        );
+        toml.push_str("[datapath]\npmd_cores = [1]\ncontrol_core = 0\n");
+        for (i, p) in self.ports.iter().enumerate() {
+            write_pcap(&self.input_path(&p.name), &p.input);
+            toml.push_str(&format!(
+                "[[port]]\nname = \"{}\"\ndevargs = \"net_pcap{i},rx_pcap={}.in.pcap,tx_pcap={}.out.pcap\"\n",
+                p.name, p.name, p.name
+            ));
+        }
+        toml.push_str("[flows]\nrules = [\n");
+        for r in &self.rules {
+            toml.push_str(&format!("  {r:?},\n"));
+        }
+        toml.push_str("]\n");
+        if let Some(text) = &self.flows_file {
+            std::fs::write(self.dir.path().join("flows.txt"), text).unwrap();
+            toml.push_str("file = \"flows.txt\"\n");
+        }
+        toml.push_str(&self.extra);
+        let path = self.dir.path().join("ferrovs.toml");
+        std::fs::write(&path, toml).unwrap();
+        path
+    }
+
+    /// Runs the switch until it has received every input packet, and collects what came out.
+    pub fn run(&self) -> Outcome {
+        let config = self.write();
+        let sent: usize = self.ports.iter().map(|p| p.input.len()).sum();
+        let stats_path = self.dir.path().join("stats.json");
+        let output = ferrovs()
+            .args(["run", "--config"])
+            .arg(&config)
+            .args([
+                "--stop-after-rx",
+                &sent.to_string(),
+                "--duration",
+                "120",
+                "--stats-json",
+            ])
+            .arg(&stats_path)
+            .output()
+            .unwrap();
+        let outcome = Outcome::collect(self, output, &stats_path, sent as u64);
+        outcome.assert_conserved();
+        outcome
+    }
+}
+
+/// What a run produced.
+pub struct Outcome {
+    /// Packets each port transmitted, in order.
+    pub out: BTreeMap<String, Vec<Vec<u8>>>,
+    /// The final counters (`--stats-json`).
+    pub stats: Value,
+    /// Packets the test sent in.
+    pub sent: u64,
+    /// The process's stdout and stderr, for failure messages.
+    pub log: String,
+}
+
+impl Outcome {
+    fn collect(switch: &Switch, output: Output, stats_path: &Path, sent: u64) -> Self {
+        let log = format!(
+            "--- stdout\n{}--- stderr\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success(),
+            "ferrovs failed ({}):\n{log}",
+            output.status
+        );
+        let stats: Value =
+            serde_json::from_str(&std::fs::read_to_string(stats_path).unwrap()).unwrap();
+        let out = switch
+            .ports
+            .iter()
+            .map(|p| (p.name.clone(), read_pcap(&switch.output_path(&p.name))))
+            .collect();
+        Self {
+            out,
+            stats,
+            sent,
+            log,
+        }
+    }
+
+    /// What port `name` transmitted.
+    pub fn output(&self, name: &str) -> &[Vec<u8>] {
+        &self.out[name]
+    }
+
+    /// The total count of drops for `reason` (0 if none).
+    pub fn drops(&self, reason: &str) -> u64 {
+        self.stats["totals"]["counters"]["drops"][reason]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// A total counter.
+    pub fn total(&self, name: &str) -> u64 {
+        self.stats["totals"]["counters"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name}"))
+    }
+
+    fn port_sum(&self, name: &str) -> u64 {
+        self.stats["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["stats"][name].as_u64().unwrap())
+            .sum()
+    }
+
+    /// Every packet is accounted for: received = forwarded + dropped; every copy the PMDs
+    /// transmitted is in a capture; no mbuf is left in use.
+    pub fn assert_conserved(&self) {
+        let ctx = &self.log;
+        let rx = self.total("rx_packets");
+        assert_eq!(
+            rx, self.sent,
+            "switch received {rx} of {} packets\n{ctx}",
+            self.sent
+        );
+        assert_eq!(
+            self.port_sum("rx_packets"),
+            rx,
+            "ports and PMDs disagree on rx\n{ctx}"
+        );
+        assert_eq!(
+            rx,
+            self.total("forwarded") + self.total("dropped_packets"),
+            "rx != forwarded + dropped\n{ctx}"
+        );
+        let tx = self.total("tx_packets");
+        assert_eq!(
+            self.port_sum("tx_packets"),
+            tx,
+            "ports and PMDs disagree on tx\n{ctx}"
+        );
+        let captured: usize = self.out.values().map(Vec::len).sum();
+        assert_eq!(
+            captured as u64, tx,
+            "captures hold {captured} packets, PMDs sent {tx}\n{ctx}"
+        );
+        let in_use = self.stats["mempool"]["in_use"].as_u64().unwrap();
+        assert_eq!(in_use, 0, "{in_use} mbufs leaked\n{ctx}");
+    }
+}
