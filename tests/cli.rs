@@ -115,11 +115,11 @@ fn check_reports_a_missing_config_file() {
     );
 }
 
-#[test]
-fn run_fails_cleanly_when_a_device_cannot_be_probed() {
+/// Runs `ferrovs run` on `toml`, expecting it to fail at start-up: exit 1, an error line, no panic.
+fn run_expecting_failure(toml: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
-    std::fs::write(&path, "[eal]\nargs = [\"--no-pci\", \"--in-memory\"]\n[[port]]\nname = \"p0\"\ndevargs = \"net_nosuchdriver0\"\n").unwrap();
+    std::fs::write(&path, toml).unwrap();
     let o = ferrovs()
         .args(["run", "--duration", "1", "--config"])
         .arg(&path)
@@ -127,25 +127,24 @@ fn run_fails_cleanly_when_a_device_cannot_be_probed() {
         .unwrap();
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[test]
+fn run_fails_cleanly_when_a_device_cannot_be_probed() {
+    let err = run_expecting_failure(
+        "[eal]\nargs = [\"--no-pci\", \"--in-memory\"]\n[[port]]\nname = \"p0\"\ndevargs = \"net_nosuchdriver0\"\n",
+    );
     assert!(
         err.contains("error: port p0: cannot probe device \"net_nosuchdriver0\""),
         "{err}"
     );
-    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]
 fn run_fails_cleanly_when_eal_rejects_its_arguments() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
-    std::fs::write(&path, "[eal]\nargs = [\"--no-such-eal-option\"]\n").unwrap();
-    let o = ferrovs()
-        .args(["run", "--duration", "1", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = run_expecting_failure("[eal]\nargs = [\"--no-such-eal-option\"]\n");
     assert!(err.contains("error: rte_eal_init failed"), "{err}");
 }
 
