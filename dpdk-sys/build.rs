@@ -75,8 +75,6 @@ fn build_shim(cflags: &[&str]) {
     for flag in cflags {
         build.flag(flag);
     }
-    // Shim functions call a few experimental-marked inlines; that is deliberate and pinned to 22.11.
-    build.define("ALLOW_EXPERIMENTAL_API", None);
     build.compile("ferrovs_shim");
 }
 
