@@ -1,61 +1,92 @@
-//! Rule lookup speed (no DPDK): the decision for a flow key over rule tables of growing size.
-//! Run with `cargo bench --bench pipeline`.
+//! Slow-path speed (no DPDK): classifier lookups and full OpenFlow translations over rule tables
+//! of growing size and mask count. Run with `cargo bench --bench pipeline`.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ferrovs_config::flow::{OfPort, PortMap, parse_flow};
-use ferrovs_switch::ofproto::{Pipeline, PortTable};
-use ferrovs_switch::packet::{FlowKey, PortIdx};
+use ferrovs_config::flow::{FlowKey, OfPort, PortMap, parse_flow};
+use ferrovs_switch::ofproto::{Ofproto, PortTable, Translation, XlateOptions, translate};
 
-/// Ports p0..p63 numbered 1..64.
+/// Ports p0..p3 numbered 1..4.
 struct Ports;
 impl PortMap for Ports {
     fn by_name(&self, name: &str) -> Option<OfPort> {
         name.strip_prefix('p')?
             .parse::<u16>()
             .ok()
-            .filter(|n| *n < 64)
+            .filter(|n| *n < 4)
             .map(|n| n + 1)
     }
     fn has_number(&self, n: OfPort) -> bool {
-        (1..=64).contains(&n)
+        (1..=4).contains(&n)
     }
     fn name_of(&self, _: OfPort) -> Option<&str> {
         None
     }
 }
 
-fn pipeline(rules: usize) -> Pipeline {
-    let rules: Vec<_> = (0..rules)
-        .map(|i| {
-            parse_flow(
-                &format!(
-                    "priority={},in_port=p{},actions=output:p{}",
-                    i % 7,
-                    i % 64,
-                    (i + 1) % 64
-                ),
-                &Ports,
-            )
-            .unwrap()
-        })
-        .collect();
-    Pipeline::compile(&rules, &PortTable::new((1..=64).collect())).unwrap()
+/// `n` ACL-like rules over several masks (dst prefixes of three lengths, ports exact and masked).
+fn ofproto(n: usize) -> Ofproto {
+    let mut o = Ofproto::new(Arc::new(PortTable::new(vec![1, 2, 3, 4])), 1);
+    for i in 0..n {
+        let text = match i % 4 {
+            0 => format!(
+                "priority=300,udp,nw_dst=20.{}.0.0/16,tp_dst={},actions=output:p1",
+                i % 250,
+                1024 + i
+            ),
+            1 => format!(
+                "priority=200,ip,nw_dst=20.{}.0.0/16,actions=output:p2",
+                i % 250
+            ),
+            2 => format!(
+                "priority=150,udp,tp_dst={:#x}/0xf000,actions=output:p3",
+                (i % 15 + 1) << 12
+            ),
+            _ => format!(
+                "priority=100,ip,nw_dst=20.{}.0.0/12,actions=output:p1",
+                (i % 15) * 16
+            ),
+        };
+        o.add(parse_flow(&text, &Ports).unwrap(), 0).unwrap();
+    }
+    o.publish();
+    o
 }
 
-fn lookup(c: &mut Criterion) {
-    for n in [1, 16, 64] {
-        let p = pipeline(n);
-        let keys: Vec<FlowKey> = (0..32)
-            .map(|i| FlowKey {
-                in_port: PortIdx(i % 64),
-            })
-            .collect();
-        c.bench_function(&format!("lookup_32_keys_{n}_rules"), |b| {
+fn keys() -> Vec<FlowKey> {
+    (0..32u32)
+        .map(|i| {
+            let mut k = FlowKey::ZERO;
+            k.set_in_port(1);
+            k.set_dl_type(0x0800);
+            k.set_nw_proto(17);
+            k.set_nw_dst(0x1400_0000 | ((i * 7919) % 0x00ff_ffff));
+            k.set_tp_dst(1024 + i as u16 * 100);
+            k
+        })
+        .collect()
+}
+
+fn xlate(c: &mut Criterion) {
+    for n in [1, 100, 1000] {
+        let o = ofproto(n);
+        let tables = o.tables().clone();
+        let ports = o.ports().clone();
+        let keys = keys();
+        let mut out = Translation::default();
+        c.bench_function(&format!("translate_32_keys_{n}_rules"), |b| {
             b.iter(|| {
                 for k in &keys {
-                    black_box(p.lookup(black_box(k)));
+                    translate(
+                        &tables,
+                        &ports,
+                        black_box(k),
+                        XlateOptions::default(),
+                        &mut out,
+                    );
+                    black_box(&out);
                 }
             })
         });
@@ -66,7 +97,9 @@ fn parse(c: &mut Criterion) {
     c.bench_function("parse_flow", |b| {
         b.iter(|| {
             parse_flow(
-                black_box("priority=10,in_port=p3,actions=output:p1,output:p2"),
+                black_box(
+                    "priority=10,tcp,in_port=p3,nw_dst=10.0.0.0/8,tp_dst=80,actions=output:p1",
+                ),
                 &Ports,
             )
             .unwrap()
@@ -74,5 +107,5 @@ fn parse(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, lookup, parse);
+criterion_group!(benches, xlate, parse);
 criterion_main!(benches);

@@ -78,7 +78,7 @@ fn check_rejects_each_bad_config_with_one_line() {
         ),
         (
             &format!("{PORTS}[flows]\nrules = [\"in_port=p0,nw_dst=1.2.3.4,actions=drop\"]\n"),
-            "unknown field \"nw_dst\"",
+            "nw_dst: needs ip or arp in the match",
         ),
         (
             "[eal]\nargs = [\"-l\", \"0\"]\n",

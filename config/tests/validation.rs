@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use ferrovs_config::flow::{Action, FieldMatch};
+use ferrovs_config::flow::Action;
 use ferrovs_config::{Config, ConfigError, Host};
 
 fn host() -> Host {
@@ -71,7 +71,13 @@ file = "flows.txt"
         format!("net_pcap0,rx_pcap={}", rx.display())
     );
     assert_eq!(config.flows.len(), 2);
-    assert_eq!(config.flows[0].matches, vec![FieldMatch::InPort(1)]);
+    assert_eq!(
+        (
+            config.flows[0].matches.key.in_port(),
+            config.flows[0].matches.mask.in_port()
+        ),
+        (1, 0xffff)
+    );
     assert_eq!(config.flows[1].actions, vec![Action::Output(1)]);
     assert_eq!(config.flows[1].priority, 5);
 }
@@ -147,6 +153,8 @@ fn bad_configs_give_one_exact_line() {
         // Flows.
         (format!("{PORTS}[flows]\nrules = [\"in_port=p0,actions=output:p9\"]\n"),
          "flows.rules[0]: \"in_port=p0,actions=output:p9\": output: unknown port \"p9\"".into()),
+        (format!("{PORTS}[flows]\nrules = [\"tp_dst=80,actions=drop\"]\n"),
+         "flows.rules[0]: \"tp_dst=80,actions=drop\": tp_dst: needs tcp, udp or sctp (or tcp6, udp6, sctp6) in the match (e.g. \"tcp,tp_dst=...\")".into()),
         (format!("{PORTS}[flows]\nrules = [\"actions=drop\", \"in_port=p7,actions=drop\"]\n"),
          "flows.rules[1]: \"in_port=p7,actions=drop\": in_port: unknown port \"p7\"".into()),
         (format!("{PORTS}[flows]\nrules = [\"priority=10,in_port=p0\"]\n"),

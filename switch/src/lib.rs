@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod classifier;
 #[allow(unsafe_code)] // the safe DPDK layer: the only module that touches dpdk_sys
 pub mod dpdk;
 pub mod ofproto;

@@ -6,7 +6,10 @@ use std::fmt;
 
 use serde::Serialize;
 
+use ferrovs_config::flow::PortMap;
+
 use crate::dpdk::PortStats;
+use crate::ofproto::Rule;
 use crate::stats::{DropCounts, PmdCounters};
 
 /// The whole run.
@@ -20,6 +23,8 @@ pub struct Report {
     pub ports: Vec<PortReport>,
     /// Per PMD thread.
     pub pmds: Vec<PmdReport>,
+    /// The flow rules installed at the end, with their counters (`dump-flows`).
+    pub flows: Vec<FlowReport>,
     /// Sums over PMDs.
     pub totals: Totals,
     /// Packet buffers.
@@ -39,6 +44,29 @@ pub struct PortReport {
     pub link_up: bool,
     /// The driver's counters.
     pub stats: PortStats,
+}
+
+/// One flow rule and its counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowReport {
+    /// The rule, as `ovs-ofctl dump-flows` prints it (without counters).
+    pub rule: String,
+    /// Packets that hit it.
+    pub packets: u64,
+    /// Bytes that hit it.
+    pub bytes: u64,
+}
+
+impl FlowReport {
+    /// The report line of `rule`, with port names from `names`.
+    pub fn new(rule: &Rule, names: &dyn PortMap) -> Self {
+        let (packets, bytes, _) = rule.stats.totals();
+        Self {
+            rule: rule.spec.display(names).to_string(),
+            packets,
+            bytes,
+        }
+    }
 }
 
 /// One PMD.
@@ -211,6 +239,16 @@ impl fmt::Display for Report {
                 c.packets_per_batch,
                 100.0 * c.busy_cycles as f64 / cycles as f64
             )?;
+        }
+        if !self.flows.is_empty() {
+            writeln!(f, "flows:")?;
+            for fl in &self.flows {
+                writeln!(
+                    f,
+                    "  n_packets={}, n_bytes={}, {}",
+                    fl.packets, fl.bytes, fl.rule
+                )?;
+            }
         }
         let t = &self.totals;
         let drops: Vec<String> = t

@@ -15,12 +15,12 @@ use ferrovs_config::Config;
 
 use crate::dpdk::{
     DEFAULT_DATA_ROOM, Eal, EalError, LcoreJob, LcorePanic, MAX_BURST, Mempool, MempoolError, Port,
-    PortError, PortSetup, tsc_hz,
+    PortError, PortSetup, rdtsc, tsc_hz,
 };
-use crate::ofproto::{CompileError, Pipeline, PortTable};
+use crate::ofproto::{Ofproto, PortTable};
 use crate::packet::PortIdx;
 use crate::pmd::{Pmd, PmdShared, PolledRxq, TxBuffer};
-use crate::report::{MempoolReport, PmdReport, PortReport, Report, Totals};
+use crate::report::{FlowReport, MempoolReport, PmdReport, PortReport, Report, Totals};
 use crate::stats::PmdCounters;
 
 /// Per-lcore mempool cache: big enough to serve a few bursts without touching the shared ring.
@@ -40,9 +40,14 @@ pub enum RunError {
     /// No memory for packet buffers.
     #[error(transparent)]
     Mempool(#[from] MempoolError),
-    /// A rule could not be compiled.
-    #[error(transparent)]
-    Pipeline(#[from] CompileError),
+    /// A rule could not be installed.
+    #[error("flow rule {rule}: {reason}")]
+    Rule {
+        /// The rule.
+        rule: String,
+        /// Why.
+        reason: String,
+    },
     /// A PMD thread panicked.
     #[error(transparent)]
     Pmd(#[from] LcorePanic),
@@ -104,8 +109,21 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
         });
     }
 
-    let port_table = PortTable::new(config.ports.iter().map(|p| p.ofport).collect());
-    let pipeline = Arc::new(Pipeline::compile(&config.flows, &port_table)?);
+    let port_table = Arc::new(PortTable::new(
+        config.ports.iter().map(|p| p.ofport).collect(),
+    ));
+    // Rule counters: one slot per PMD, and one for the control thread.
+    let mut ofproto = Ofproto::new(Arc::clone(&port_table), npmds + 1);
+    let now = rdtsc();
+    for rule in &config.flows {
+        ofproto
+            .add(rule.clone(), now)
+            .map_err(|reason| RunError::Rule {
+                rule: rule.display(config).to_string(),
+                reason,
+            })?;
+    }
+    ofproto.publish();
 
     let mut ports = Vec::with_capacity(config.ports.len());
     for pc in &config.ports {
@@ -157,7 +175,7 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
         );
     }
 
-    let pmds = build_pmds(config, &mut ports, &pipeline)?;
+    let pmds = build_pmds(config, &mut ports, &ofproto)?;
     let started = Instant::now();
     let mut jobs: Vec<(LcoreJob<PmdCounters>, Arc<PmdShared>)> = Vec::with_capacity(npmds);
     for (pmd, lcore) in pmds.into_iter().zip(&workers) {
@@ -169,7 +187,7 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
         config.datapath.pmd_cores
     );
 
-    wait_for_stop(opts, stop, started, &jobs);
+    wait_for_stop(opts, stop, started, &jobs, &mut ofproto);
 
     for (_, shared) in &jobs {
         shared.request_stop();
@@ -211,9 +229,16 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
     };
     drop(pool);
 
+    let flows = ofproto
+        .tables()
+        .rules()
+        .iter()
+        .map(|r| FlowReport::new(r, config))
+        .collect();
     Ok(Report {
         duration_secs,
         tsc_hz: tsc_hz(),
+        flows,
         ports: port_reports,
         totals: Totals::sum(&counters, duration_secs),
         pmds: pmd_reports,
@@ -226,7 +251,7 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
 fn build_pmds(
     config: &Config,
     ports: &mut [SwitchPort],
-    pipeline: &Arc<Pipeline>,
+    ofproto: &Ofproto,
 ) -> Result<Vec<(Pmd, Arc<PmdShared>)>, RunError> {
     let npmds = config.datapath.pmd_cores.len();
     let mut rxqs: Vec<Vec<PolledRxq>> = (0..npmds).map(|_| Vec::new()).collect();
@@ -236,6 +261,7 @@ fn build_pmds(
             rxqs[next % npmds].push(PolledRxq {
                 queue: sp.port.rx_queue(q)?,
                 port: PortIdx(idx as u16),
+                ofport: config.ports[idx].ofport,
             });
             next += 1;
         }
@@ -259,30 +285,43 @@ fn build_pmds(
     Ok(rxqs
         .into_iter()
         .zip(tx)
-        .map(|(rxqs, tx)| {
+        .enumerate()
+        .map(|(id, (rxqs, tx))| {
             let shared = Arc::new(PmdShared::default());
-            (
-                Pmd::new(
-                    rxqs,
-                    tx,
-                    Arc::clone(pipeline),
-                    config.datapath.burst_size,
-                    Arc::clone(&shared),
-                ),
-                shared,
-            )
+            let pmd = Pmd::new(
+                id,
+                rxqs,
+                tx,
+                Arc::clone(ofproto.ports()),
+                ofproto.reader(),
+                config.datapath.burst_size,
+                Arc::clone(&shared),
+            );
+            (pmd, shared)
         })
         .collect())
 }
 
+/// The control thread's loop until it is time to stop: expire rules, log progress.
 fn wait_for_stop(
     opts: &RunOptions,
     stop: &AtomicBool,
     started: Instant,
     jobs: &[(LcoreJob<PmdCounters>, Arc<PmdShared>)],
+    ofproto: &mut Ofproto,
 ) {
     let mut last_log = Instant::now();
+    let hz = tsc_hz();
     loop {
+        if ofproto.has_timeouts() {
+            let expired = ofproto.expire(rdtsc(), hz);
+            if !expired.is_empty() {
+                ofproto.publish();
+                for r in &expired {
+                    log::info!("flow expired: {:?}", r.spec);
+                }
+            }
+        }
         if stop.load(Ordering::Relaxed) {
             log::info!("stop requested");
             return;

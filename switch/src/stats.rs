@@ -31,6 +31,10 @@ drop_reasons! {
     NoMatch => "no_match", "No flow rule matched the packet.";
     DropAction => "drop_action", "The matching rule's actions drop it (`drop`, or no action).";
     OutputToInPort => "output_to_in_port", "Every output of the rule was the input port, which OpenFlow skips.";
+    TtlExpired => "ttl_expired", "`dec_ttl` on a packet whose TTL (hop limit) was 0 or 1.";
+    ResubmitDepth => "resubmit_depth", "`resubmit`/`goto_table` chained deeper than the limit (64).";
+    TooManyActions => "too_many_actions", "The translated action list did not fit (more than 64 datapath actions).";
+    NoMbuf => "no_mbuf", "No free mbuf to copy the packet for one more output (counted per copy).";
     TxQueueFull => "tx_queue_full", "The port's transmit queue stayed full after retries (counted per copy).";
 }
 
@@ -55,10 +59,10 @@ impl DropCounts {
         self.0.iter().sum()
     }
 
-    /// Drops of whole packets (the reasons decided before transmission), as opposed to copies the
-    /// device refused.
+    /// Drops of whole packets (the reasons decided before transmission), as opposed to copies that
+    /// could not be made or sent.
     pub fn packets(&self) -> u64 {
-        self.total() - self.get(DropReason::TxQueueFull)
+        self.total() - self.get(DropReason::TxQueueFull) - self.get(DropReason::NoMbuf)
     }
 
     /// (name, count) for every reason with a nonzero count.

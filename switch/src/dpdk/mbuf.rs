@@ -168,6 +168,58 @@ impl Mbuf {
         Ok(())
     }
 
+    /// Makes `n` more bytes of room in front of the data (from the headroom), for pushing a header.
+    /// The new bytes are uninitialised garbage: the caller overwrites them.
+    pub fn prepend(&mut self, n: usize) -> Result<(), NoRoom> {
+        let room = usize::from(self.raw().data_off);
+        if !self.is_writable()
+            || n > room
+            || usize::from(self.raw().data_len) + n > usize::from(u16::MAX)
+        {
+            return Err(NoRoom { room, needed: n });
+        }
+        let m = self.0.as_ptr();
+        // SAFETY: we are the sole owner of a direct single-segment mbuf; moving data_off back by
+        // at most the headroom keeps the data inside the buffer, and the lengths follow.
+        unsafe {
+            (*m).data_off -= n as u16;
+            (*m).data_len += n as u16;
+            (*m).pkt_len += n as u32;
+        }
+        Ok(())
+    }
+
+    /// Drops the first `n` bytes of the data (for popping a header).
+    pub fn trim_front(&mut self, n: usize) -> Result<(), NoRoom> {
+        let len = usize::from(self.raw().data_len);
+        if !self.is_writable() || n > len {
+            return Err(NoRoom {
+                room: len,
+                needed: n,
+            });
+        }
+        let m = self.0.as_ptr();
+        // SAFETY: sole owner of a direct single-segment mbuf; n <= data_len keeps data in bounds.
+        unsafe {
+            (*m).data_off += n as u16;
+            (*m).data_len -= n as u16;
+            (*m).pkt_len -= n as u32;
+        }
+        Ok(())
+    }
+
+    /// A full copy of the packet (all segments) in a new mbuf from the same pool, which the copy's
+    /// owner may write. `None` when the pool is empty.
+    pub fn deep_copy(&self) -> Option<Mbuf> {
+        let m = self.raw();
+        // SAFETY: the source is a live packet we hold a reference on; rte_pktmbuf_copy allocates
+        // the copy from the given pool (the source's own, alive while the source is) and only
+        // reads the source.
+        let copy = unsafe { sys::rte_pktmbuf_copy(self.0.as_ptr(), m.pool, 0, u32::MAX) };
+        // SAFETY: a non-null result is a fresh mbuf that nobody else references.
+        NonNull::new(copy).map(|p| unsafe { Mbuf::from_raw(p.as_ptr()) })
+    }
+
     /// Hints the CPU to load the packet's first cache line.
     #[inline(always)]
     pub fn prefetch_data(&self) {

@@ -1,31 +1,62 @@
-//! The OpenFlow pipeline: rules compiled for the data path, and the decision for a flow key.
+//! The OpenFlow pipeline: rule tables (one tuple-space classifier each), their owner that adds
+//! and expires rules, and the translation of a flow key into datapath actions (`xlate`).
 //!
-//! Rules are tried in priority order, highest first; among overlapping rules of equal priority the
-//! one added first wins (OpenFlow leaves this undefined; we make it deterministic and documented).
+//! Threads: the control thread owns [`Ofproto`] and is its only writer. Readers (PMDs, for now)
+//! get immutable snapshots of the tables ([`Tables`]) through an `ArcSwap`: a change builds new
+//! tables (rules are shared, not copied) and publishes them; a reader picks them up on its next
+//! loop pass. Rules are tried in priority order, highest first; among overlapping rules of equal
+//! priority the one added first wins (OpenFlow leaves this undefined; we make it deterministic).
 
-use ferrovs_config::flow::{Action, FieldMatch, FlowRule, OfPort};
+mod rule;
+pub mod xlate;
 
-use crate::packet::{FlowKey, PortIdx};
-use crate::stats::DropReason;
+use std::sync::Arc;
 
-/// Maps OpenFlow port numbers to the data path's dense port indices.
+use arc_swap::ArcSwap;
+use ferrovs_config::flow::{FlowRule, OfPort};
+use rustc_hash::FxHashMap;
+
+pub use rule::{OfAction, Rule, RuleStats};
+pub use xlate::{Credit, DpAction, MAX_DP_ACTIONS, Translation, XlateOptions, translate};
+
+use crate::classifier::Classifier;
+use crate::packet::PortIdx;
+
+/// Maps OpenFlow port numbers to the data path's dense port indices and back.
 #[derive(Debug, Clone, Default)]
 pub struct PortTable {
     ofports: Vec<OfPort>,
+    index: FxHashMap<OfPort, PortIdx>,
 }
 
 impl PortTable {
     /// A table of ports given by their OpenFlow numbers, in index order.
     pub fn new(ofports: Vec<OfPort>) -> Self {
-        Self { ofports }
+        let index = ofports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, PortIdx(i as u16)))
+            .collect();
+        Self { ofports, index }
     }
 
     /// The index of port `ofport`.
+    #[inline]
     pub fn index_of(&self, ofport: OfPort) -> Option<PortIdx> {
+        self.index.get(&ofport).copied()
+    }
+
+    /// The OpenFlow number of port `idx`.
+    pub fn ofport_of(&self, idx: PortIdx) -> OfPort {
+        self.ofports[idx.index()]
+    }
+
+    /// Every port: (index, OpenFlow number), in index order.
+    pub fn iter(&self) -> impl Iterator<Item = (PortIdx, OfPort)> + '_ {
         self.ofports
             .iter()
-            .position(|&p| p == ofport)
-            .map(|i| PortIdx(i as u16))
+            .enumerate()
+            .map(|(i, p)| (PortIdx(i as u16), *p))
     }
 
     /// How many ports.
@@ -39,160 +70,120 @@ impl PortTable {
     }
 }
 
-/// Why a rule cannot be compiled.
-#[derive(Debug, thiserror::Error)]
-#[error("rule {rule:?}: {reason}")]
-pub struct CompileError {
-    /// The rule, as given.
-    pub rule: String,
-    /// Why.
-    pub reason: String,
-}
-
-/// A rule in data-path form.
-#[derive(Debug, Clone)]
-struct CompiledRule {
-    priority: u16,
-    in_port: Option<PortIdx>,
-    outputs: Box<[PortIdx]>,
-}
-
-impl CompiledRule {
-    #[inline]
-    fn matches(&self, key: &FlowKey) -> bool {
-        self.in_port.is_none_or(|p| p == key.in_port)
-    }
-}
-
-/// What to do with a packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision<'a> {
-    /// Send a copy to each port, in order (the input port is skipped by the executor).
-    Output(&'a [PortIdx]),
-    /// Drop it, for this reason.
-    Drop(DropReason),
-}
-
-/// The compiled rule set (table 0).
+/// The rule tables, as one immutable snapshot.
 #[derive(Debug, Clone, Default)]
-pub struct Pipeline {
-    rules: Vec<CompiledRule>,
+pub struct Tables {
+    tables: Vec<Classifier<Arc<Rule>>>,
 }
 
-impl Pipeline {
-    /// Compiles `rules` against `ports`.
-    pub fn compile(rules: &[FlowRule], ports: &PortTable) -> Result<Self, CompileError> {
-        let mut compiled = Vec::with_capacity(rules.len());
-        for rule in rules.iter().filter(|r| r.table == 0) {
-            let port = |ofport: OfPort| {
-                ports.index_of(ofport).ok_or_else(|| CompileError {
-                    rule: format!("{rule:?}"),
-                    reason: format!("port {ofport} does not exist"),
-                })
-            };
-            let mut in_port = None;
-            for m in &rule.matches {
-                match m {
-                    FieldMatch::InPort(p) => in_port = Some(port(*p)?),
-                }
-            }
-            let mut outputs = Vec::new();
-            for a in &rule.actions {
-                match a {
-                    Action::Output(p) => outputs.push(port(*p)?),
-                    Action::Drop => {}
-                }
-            }
-            compiled.push(CompiledRule {
-                priority: rule.priority,
-                in_port,
-                outputs: outputs.into(),
-            });
-        }
-        // Stable: equal priorities keep insertion order, so the first added wins.
-        compiled.sort_by_key(|r| std::cmp::Reverse(r.priority));
-        Ok(Self { rules: compiled })
-    }
-
-    /// How many rules are installed.
-    pub fn len(&self) -> usize {
-        self.rules.len()
-    }
-
-    /// Whether no rule is installed.
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
-    /// The decision for `key`.
+impl Tables {
+    /// Table `id`, if it has ever had a rule.
     #[inline]
-    pub fn lookup(&self, key: &FlowKey) -> Decision<'_> {
-        match self.rules.iter().find(|r| r.matches(key)) {
-            None => Decision::Drop(DropReason::NoMatch),
-            Some(r) if r.outputs.is_empty() => Decision::Drop(DropReason::DropAction),
-            Some(r) => Decision::Output(&r.outputs),
+    pub fn table(&self, id: u8) -> Option<&Classifier<Arc<Rule>>> {
+        self.tables.get(usize::from(id))
+    }
+
+    /// Every rule: by table, then priority (highest first).
+    pub fn rules(&self) -> Vec<&Arc<Rule>> {
+        let mut out = Vec::new();
+        for t in &self.tables {
+            let mut rules: Vec<_> = t.iter().collect();
+            rules.sort_by_key(|e| (std::cmp::Reverse(e.priority), e.seq));
+            out.extend(rules.into_iter().map(|e| &e.value));
         }
+        out
+    }
+
+    /// How many rules in all.
+    pub fn len(&self) -> usize {
+        self.tables.iter().map(Classifier::len).sum()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ferrovs_config::flow::{PortMap, parse_flow};
+/// The owner of the rule tables.
+pub struct Ofproto {
+    ports: Arc<PortTable>,
+    tables: Arc<Tables>,
+    published: Arc<ArcSwap<Tables>>,
+    writers: usize,
+}
 
-    struct Names;
-    impl PortMap for Names {
-        fn by_name(&self, name: &str) -> Option<OfPort> {
-            name.strip_prefix('p')
-                .and_then(|n| n.parse::<u16>().ok())
-                .map(|n| n + 1)
-        }
-        fn has_number(&self, n: OfPort) -> bool {
-            (1..=4).contains(&n)
-        }
-        fn name_of(&self, _: OfPort) -> Option<&str> {
-            None
+impl Ofproto {
+    /// Empty tables over `ports`; rule counters have a slot for each of `writers` threads.
+    pub fn new(ports: Arc<PortTable>, writers: usize) -> Self {
+        let tables = Arc::new(Tables::default());
+        Self {
+            ports,
+            published: Arc::new(ArcSwap::new(Arc::clone(&tables))),
+            tables,
+            writers,
         }
     }
 
-    fn pipeline(rules: &[&str]) -> Pipeline {
-        let rules: Vec<_> = rules
-            .iter()
-            .map(|r| parse_flow(r, &Names).unwrap())
+    /// The port table.
+    pub fn ports(&self) -> &Arc<PortTable> {
+        &self.ports
+    }
+
+    /// Adds a rule (replacing one with the same table, match and priority). Call [`publish`]
+    /// to make the change visible to readers.
+    ///
+    /// [`publish`]: Ofproto::publish
+    pub fn add(&mut self, spec: FlowRule, now_tsc: u64) -> Result<(), String> {
+        let table = usize::from(spec.table);
+        let rule = Arc::new(Rule::new(spec, &self.ports, self.writers, now_tsc)?);
+        let tables = Arc::make_mut(&mut self.tables);
+        if tables.tables.len() <= table {
+            tables.tables.resize_with(table + 1, Classifier::new);
+        }
+        let (m, p) = (rule.spec.matches, rule.spec.priority);
+        tables.tables[table].insert(m, p, rule);
+        Ok(())
+    }
+
+    /// Removes every rule whose idle or hard timeout has run out at `now_tsc`; returns them.
+    pub fn expire(&mut self, now_tsc: u64, hz: u64) -> Vec<Arc<Rule>> {
+        let expired: Vec<Arc<Rule>> = self
+            .tables
+            .rules()
+            .into_iter()
+            .filter(|r| r.expired(now_tsc, hz))
+            .cloned()
             .collect();
-        Pipeline::compile(&rules, &PortTable::new(vec![1, 2, 3, 4])).unwrap()
-    }
-
-    fn key(port: u16) -> FlowKey {
-        FlowKey {
-            in_port: PortIdx(port),
+        if !expired.is_empty() {
+            let tables = Arc::make_mut(&mut self.tables);
+            for r in &expired {
+                tables.tables[usize::from(r.spec.table)].remove(&r.spec.matches, r.spec.priority);
+            }
         }
+        expired
     }
 
-    #[test]
-    fn highest_priority_wins_then_first_added() {
-        let p = pipeline(&[
-            "priority=1,actions=output:p3",
-            "priority=10,in_port=p0,actions=output:p1",
-            "priority=10,in_port=p0,actions=output:p2",
-            "priority=20,in_port=p1,actions=drop",
-        ]);
-        assert_eq!(p.lookup(&key(0)), Decision::Output(&[PortIdx(1)]));
-        assert_eq!(p.lookup(&key(1)), Decision::Drop(DropReason::DropAction));
-        assert_eq!(p.lookup(&key(2)), Decision::Output(&[PortIdx(3)]));
+    /// Whether any rule has a timeout (so the control thread must check for expiry).
+    pub fn has_timeouts(&self) -> bool {
+        self.tables
+            .rules()
+            .iter()
+            .any(|r| r.spec.idle_timeout != 0 || r.spec.hard_timeout != 0)
     }
 
-    #[test]
-    fn no_rule_means_no_match() {
-        let p = pipeline(&["in_port=p0,actions=output:p1,output:p2"]);
-        assert_eq!(
-            p.lookup(&key(0)),
-            Decision::Output(&[PortIdx(1), PortIdx(2)])
-        );
-        assert_eq!(p.lookup(&key(3)), Decision::Drop(DropReason::NoMatch));
-        assert_eq!(
-            pipeline(&[]).lookup(&key(0)),
-            Decision::Drop(DropReason::NoMatch)
-        );
+    /// Makes the current tables visible to readers.
+    pub fn publish(&self) {
+        self.published.store(Arc::clone(&self.tables));
+    }
+
+    /// The current tables.
+    pub fn tables(&self) -> &Arc<Tables> {
+        &self.tables
+    }
+
+    /// Where readers load the latest published tables from.
+    pub fn reader(&self) -> Arc<ArcSwap<Tables>> {
+        Arc::clone(&self.published)
     }
 }

@@ -6,17 +6,21 @@
 //! Every `HOUSEKEEPING_EVERY` passes it publishes its counters and checks the stop flag. Nothing in
 //! the loop allocates, locks (except a shared transmit queue, once per burst), logs or calls the OS.
 
+mod exec;
 mod tx;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use arc_swap::{ArcSwap, Cache};
+use ferrovs_config::flow::{FlowKey, OfPort};
+
 pub use tx::TxBuffer;
 
-use crate::dpdk::{Burst, MAX_BURST, Mbuf, RxQueue, rdtsc};
-use crate::ofproto::{Decision, Pipeline};
-use crate::packet::{FlowKey, PortIdx};
-use crate::stats::{DropReason, PmdCounters, PublishedCounters};
+use crate::dpdk::{Burst, MAX_BURST, RxQueue, rdtsc};
+use crate::ofproto::{Credit, PortTable, Tables, Translation, XlateOptions, translate};
+use crate::packet::{Layout, PacketInfo, PortIdx, extract};
+use crate::stats::{PmdCounters, PublishedCounters};
 
 /// Loop passes between two housekeeping steps (publish counters, check for stop).
 const HOUSEKEEPING_EVERY: u64 = 64;
@@ -46,34 +50,45 @@ pub struct PolledRxq {
     pub queue: RxQueue,
     /// The port it belongs to.
     pub port: PortIdx,
+    /// That port's OpenFlow number (what flow keys carry).
+    pub ofport: OfPort,
 }
 
-/// A PMD thread's state: its queues, its transmit buffers, and the pipeline it forwards by.
+/// A PMD thread's state: its queues, its transmit buffers, and the rule tables it forwards by.
 pub struct Pmd {
+    id: usize,
     rxqs: Vec<PolledRxq>,
     tx: Vec<TxBuffer>,
-    pipeline: Arc<Pipeline>,
+    ports: Arc<PortTable>,
+    tables: Cache<Arc<ArcSwap<Tables>>, Arc<Tables>>,
     burst_size: usize,
     shared: Arc<PmdShared>,
     counters: PmdCounters,
+    xlate: Translation,
 }
 
 impl Pmd {
-    /// A PMD polling `rxqs`, transmitting through `tx` (one buffer per port, by port index).
+    /// PMD number `id` polling `rxqs`, transmitting through `tx` (one buffer per port, by port
+    /// index), forwarding by the tables published in `tables`.
     pub fn new(
+        id: usize,
         rxqs: Vec<PolledRxq>,
         tx: Vec<TxBuffer>,
-        pipeline: Arc<Pipeline>,
+        ports: Arc<PortTable>,
+        tables: Arc<ArcSwap<Tables>>,
         burst_size: usize,
         shared: Arc<PmdShared>,
     ) -> Self {
         Self {
+            id,
             rxqs,
             tx,
-            pipeline,
+            ports,
+            tables: Cache::new(tables),
             burst_size: burst_size.clamp(1, MAX_BURST),
             shared,
             counters: PmdCounters::default(),
+            xlate: Translation::default(),
         }
     }
 
@@ -89,8 +104,8 @@ impl Pmd {
                     continue;
                 }
                 received += n;
-                let port = self.rxqs[q].port;
-                self.process(&mut burst, port);
+                let (port, ofport) = (self.rxqs[q].port, self.rxqs[q].ofport);
+                self.process(&mut burst, port, ofport);
             }
             for buf in &mut self.tx {
                 buf.flush(&mut self.counters);
@@ -115,59 +130,58 @@ impl Pmd {
         self.counters
     }
 
-    /// Forwards one received burst: keys for all, decisions for all, then actions.
+    /// Forwards one received burst: keys for all, then per packet the translation and its actions.
     #[inline]
-    fn process(&mut self, burst: &mut Burst, in_port: PortIdx) {
+    fn process(&mut self, burst: &mut Burst, _in_port: PortIdx, in_ofport: OfPort) {
         let Self {
-            pipeline,
+            id,
             tx,
             counters,
+            ports,
+            tables,
+            xlate,
             ..
         } = self;
+        let tables: &Tables = tables.load();
         let n = burst.len();
         counters.rx_packets += n as u64;
         counters.batches += 1;
 
-        let mut keys = [FlowKey::default(); MAX_BURST];
-        for (key, pkt) in keys.iter_mut().zip(burst.as_slice()) {
-            *key = FlowKey::extract(pkt.data(), in_port);
+        let mut keys = [(FlowKey::ZERO, Layout::NONE); MAX_BURST];
+        for (slot, pkt) in keys.iter_mut().zip(burst.as_slice()) {
+            *slot = extract(pkt.data(), in_ofport);
         }
+        let now = rdtsc();
         let mut dropped = Burst::new(); // freed in bulk when this function returns
-        for (key, pkt) in keys[..n].iter().zip(burst.drain()) {
-            match pipeline.lookup(key) {
-                Decision::Output(ports) => output(tx, counters, &mut dropped, pkt, ports, in_port),
-                Decision::Drop(reason) => discard(counters, &mut dropped, pkt, reason),
+        for ((key, layout), pkt) in keys[..n].iter().zip(burst.drain()) {
+            let credit = Credit {
+                slot: *id,
+                bytes: pkt.len() as u64,
+                tsc: now,
+            };
+            translate(
+                tables,
+                ports,
+                key,
+                XlateOptions {
+                    credit: Some(credit),
+                    ..Default::default()
+                },
+                xlate,
+            );
+            if let Some(reason) = xlate.drop {
+                counters.drops.add(reason, 1);
+                let _ = dropped.push(pkt);
+                continue;
             }
+            counters.forwarded += 1;
+            let info = PacketInfo {
+                dl_type: key.dl_type(),
+                nw_proto: key.nw_proto(),
+                vlan: key.vlan_tci() & ferrovs_config::flow::VLAN_CFI != 0,
+                layout: *layout,
+            };
+            exec::execute(pkt, info, &xlate.actions, tx, counters, &mut dropped);
         }
-    }
-}
-
-/// Sends `pkt` to each of `ports` except the input port: shared copies for all but the last.
-#[inline]
-fn output(
-    tx: &mut [TxBuffer],
-    counters: &mut PmdCounters,
-    dropped: &mut Burst,
-    pkt: Mbuf,
-    ports: &[PortIdx],
-    in_port: PortIdx,
-) {
-    let mut targets = ports.iter().copied().filter(|&p| p != in_port);
-    let Some(mut port) = targets.next() else {
-        return discard(counters, dropped, pkt, DropReason::OutputToInPort);
-    };
-    for next in targets {
-        tx[port.index()].push(pkt.share(), counters);
-        port = next;
-    }
-    tx[port.index()].push(pkt, counters);
-    counters.forwarded += 1;
-}
-
-#[inline]
-fn discard(counters: &mut PmdCounters, dropped: &mut Burst, pkt: Mbuf, reason: DropReason) {
-    counters.drops.add(reason, 1);
-    if let Err(pkt) = dropped.push(pkt) {
-        drop(pkt); // cannot happen: `dropped` holds at most one burst
     }
 }
