@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 mod pktgen;
+mod trace;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -45,6 +46,8 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Show what the flow tables do to a packet, table by table (like ovs-appctl ofproto/trace).
+    Trace(trace::Trace),
     /// Write a pcap of UDP test traffic.
     GenPcap(pktgen::GenPcap),
 }
@@ -117,6 +120,19 @@ fn main() -> ExitCode {
                 },
                 stats_json.as_deref(),
             )
+        }
+        Command::Trace(trace) => {
+            let config = match load(&trace.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match trace.run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::GenPcap(gen_pcap) => match gen_pcap.run() {
             Ok(()) => ExitCode::SUCCESS,

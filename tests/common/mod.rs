@@ -61,6 +61,8 @@ pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
 struct PortDef {
     name: String,
     input: Vec<Vec<u8>>,
+    /// Devargs other than the default pcap pair (then nothing is captured).
+    devargs: Option<String>,
 }
 
 /// A switch to run: ports with their input traffic, and flow rules.
@@ -95,6 +97,19 @@ impl Switch {
         self.ports.push(PortDef {
             name: name.into(),
             input,
+            devargs: None,
+        });
+        self
+    }
+
+    /// Adds a port with its own devargs (`{dir}` is replaced by the working directory); its input
+    /// and output are not managed by the harness.
+    pub fn raw_port(mut self, name: &str, devargs: &str) -> Self {
+        let devargs = devargs.replace("{dir}", &self.dir.path().display().to_string());
+        self.ports.push(PortDef {
+            name: name.into(),
+            input: Vec::new(),
+            devargs: Some(devargs),
         });
         self
     }
@@ -137,10 +152,19 @@ impl Switch {
         );
         toml.push_str("[datapath]\npmd_cores = [1]\ncontrol_core = 0\n");
         for (i, p) in self.ports.iter().enumerate() {
-            write_pcap(&self.input_path(&p.name), &p.input);
+            let devargs = match &p.devargs {
+                Some(d) => d.clone(),
+                None => {
+                    write_pcap(&self.input_path(&p.name), &p.input);
+                    format!(
+                        "net_pcap{i},rx_pcap={}.in.pcap,tx_pcap={}.out.pcap",
+                        p.name, p.name
+                    )
+                }
+            };
             toml.push_str(&format!(
-                "[[port]]\nname = \"{}\"\ndevargs = \"net_pcap{i},rx_pcap={}.in.pcap,tx_pcap={}.out.pcap\"\n",
-                p.name, p.name, p.name
+                "[[port]]\nname = \"{}\"\ndevargs = \"{devargs}\"\n",
+                p.name
             ));
         }
         toml.push_str("[flows]\nrules = [\n");
@@ -160,25 +184,38 @@ impl Switch {
 
     /// Runs the switch until it has received every input packet, and collects what came out.
     pub fn run(&self) -> Outcome {
-        let config = self.write();
         let sent: usize = self.ports.iter().map(|p| p.input.len()).sum();
+        let outcome = self.run_with(
+            &["--stop-after-rx", &sent.to_string(), "--duration", "120"],
+            sent as u64,
+        );
+        outcome.assert_conserved();
+        outcome
+    }
+
+    /// Runs the switch for `secs` seconds (for endless sources); checks only that nothing leaked.
+    pub fn run_for(&self, secs: f64) -> Outcome {
+        let outcome = self.run_with(&["--duration", &secs.to_string()], 0);
+        assert_eq!(
+            outcome.stats["mempool"]["in_use"], 0,
+            "mbufs leaked\n{}",
+            outcome.log
+        );
+        outcome
+    }
+
+    fn run_with(&self, args: &[&str], sent: u64) -> Outcome {
+        let config = self.write();
         let stats_path = self.dir.path().join("stats.json");
         let output = ferrovs()
             .args(["run", "--config"])
             .arg(&config)
-            .args([
-                "--stop-after-rx",
-                &sent.to_string(),
-                "--duration",
-                "120",
-                "--stats-json",
-            ])
+            .args(args)
+            .arg("--stats-json")
             .arg(&stats_path)
             .output()
             .unwrap();
-        let outcome = Outcome::collect(self, output, &stats_path, sent as u64);
-        outcome.assert_conserved();
-        outcome
+        Outcome::collect(self, output, &stats_path, sent)
     }
 }
 
@@ -211,6 +248,7 @@ impl Outcome {
         let out = switch
             .ports
             .iter()
+            .filter(|p| p.devargs.is_none())
             .map(|p| (p.name.clone(), read_pcap(&switch.output_path(&p.name))))
             .collect();
         Self {
@@ -238,6 +276,30 @@ impl Outcome {
         self.stats["totals"]["counters"][name]
             .as_u64()
             .unwrap_or_else(|| panic!("no counter {name}"))
+    }
+
+    /// A port's driver counter.
+    pub fn port_stat(&self, port: &str, name: &str) -> u64 {
+        let ports = self.stats["ports"].as_array().unwrap();
+        let p = ports
+            .iter()
+            .find(|p| p["name"] == port)
+            .unwrap_or_else(|| panic!("no port {port}"));
+        p["stats"][name].as_u64().unwrap()
+    }
+
+    /// The installed rules at exit: (rule text, packets).
+    pub fn flows(&self) -> Vec<(String, u64)> {
+        let flows = self.stats["flows"].as_array().unwrap();
+        flows
+            .iter()
+            .map(|f| {
+                (
+                    f["rule"].as_str().unwrap().to_string(),
+                    f["packets"].as_u64().unwrap(),
+                )
+            })
+            .collect()
     }
 
     fn port_sum(&self, name: &str) -> u64 {

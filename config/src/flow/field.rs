@@ -547,3 +547,25 @@ fn prefix_len(mask: u128, bits: u32) -> Option<u32> {
     let ones = shifted.leading_ones();
     (shifted.checked_shl(ones).unwrap_or(0) == 0).then_some(ones)
 }
+
+/// `key` as an exact match on every field that means something for its protocol (what a trace
+/// prints as "the flow"): IPv6 fields only for IPv6, ports only for TCP/UDP/SCTP, and so on.
+pub fn flow_match(key: &FlowKey) -> Match {
+    let (dl_type, proto) = (key.dl_type(), key.nw_proto());
+    let mut mask = FlowKey::ZERO;
+    for def in FIELDS
+        .iter()
+        .filter(|d| d.matchable && d.prereq.holds(dl_type, proto))
+    {
+        if matches!(def.field, Field::DlVlan | Field::DlVlanPcp) {
+            continue; // vlan_tci covers them
+        }
+        let bits = read_be(&mask, def.offset, def.len) | def.bits;
+        write_be(&mut mask, def.offset, def.len, bits);
+    }
+    mask.set_dl_type(0xffff);
+    Match {
+        key: key.masked(&mask),
+        mask,
+    }
+}

@@ -10,7 +10,9 @@ mod format;
 mod key;
 mod parse;
 
-pub use field::{FIELDS, Field, FieldDef, Format, Prereq, format_mac, format_value, parse_mac};
+pub use field::{
+    FIELDS, Field, FieldDef, Format, Prereq, flow_match, format_mac, format_value, parse_mac,
+};
 pub use key::{
     FRAG_ANY, FRAG_LATER, FlowKey, KEY_LEN, KEY_WORDS, Match, VLAN_CFI, VLAN_PCP_MASK,
     VLAN_VID_MASK, eth_type, ip_proto, off,
@@ -52,7 +54,8 @@ pub enum Action {
     All,
     /// `normal`: the L2 switch (until MAC learning lands: like `flood`).
     Normal,
-    /// `drop`: explicitly nothing (also what an empty action list means).
+    /// `drop`: explicitly nothing. Parsed only to be folded away: a rule's action list never
+    /// holds it (an empty list is how a dropping rule looks).
     Drop,
     /// `mod_vlan_vid:N`: set the VLAN id, pushing a tag if there is none.
     ModVlanVid(u16),

@@ -314,8 +314,11 @@ pub fn parse_actions(text: &str, ports: &dyn PortMap, table: u8) -> Result<Vec<A
     for token in &tokens {
         actions.push(parse_action(token, ports, table)?);
     }
-    if actions.contains(&Action::Drop) && actions.len() > 1 {
-        return Err("drop must be the only action".into());
+    if actions.contains(&Action::Drop) {
+        if actions.len() > 1 {
+            return Err("drop must be the only action".into());
+        }
+        actions.clear(); // `drop` and an empty list are the same rule
     }
     if let Some(i) = actions
         .iter()

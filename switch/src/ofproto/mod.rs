@@ -7,6 +7,7 @@
 //! loop pass. Rules are tried in priority order, highest first; among overlapping rules of equal
 //! priority the one added first wins (OpenFlow leaves this undefined; we make it deterministic).
 
+mod apply;
 mod rule;
 pub mod xlate;
 
@@ -16,8 +17,11 @@ use arc_swap::ArcSwap;
 use ferrovs_config::flow::{FlowRule, OfPort};
 use rustc_hash::FxHashMap;
 
+pub use apply::apply_to_bytes;
 pub use rule::{OfAction, Rule, RuleStats};
-pub use xlate::{Credit, DpAction, MAX_DP_ACTIONS, Translation, XlateOptions, translate};
+pub use xlate::{
+    Credit, DpAction, MAX_DP_ACTIONS, Translation, XlateOptions, display_dp, translate,
+};
 
 use crate::classifier::Classifier;
 use crate::packet::PortIdx;

@@ -190,7 +190,7 @@ pub fn display_dp(t: &Translation, ports: &PortTable, names: Option<&dyn PortMap
                 tci >> 13
             ),
             DpAction::PopVlan => "pop_vlan".into(),
-            DpAction::Set(s) => format!("set({s:?})"),
+            DpAction::Set(s) => format!("set({s})"),
         })
         .collect();
     parts.join(",")

@@ -46,6 +46,37 @@ pub enum SetField {
     ArpTha([u8; 6]),
 }
 
+impl std::fmt::Display for SetField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::net::{Ipv4Addr, Ipv6Addr};
+        let mac = |m: &[u8; 6]| {
+            m.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        };
+        match self {
+            SetField::EthSrc(m) => write!(f, "eth_src={}", mac(m)),
+            SetField::EthDst(m) => write!(f, "eth_dst={}", mac(m)),
+            SetField::VlanTci(t) => write!(f, "vlan(vid={},pcp={})", t & 0xfff, t >> 13),
+            SetField::Ipv4Src(a) => write!(f, "ipv4_src={}", Ipv4Addr::from(*a)),
+            SetField::Ipv4Dst(a) => write!(f, "ipv4_dst={}", Ipv4Addr::from(*a)),
+            SetField::IpTos(t) => write!(f, "ip_tos={t:#04x}"),
+            SetField::IpTtl(t) => write!(f, "ip_ttl={t}"),
+            SetField::Ipv6Src(a) => write!(f, "ipv6_src={}", Ipv6Addr::from(*a)),
+            SetField::Ipv6Dst(a) => write!(f, "ipv6_dst={}", Ipv6Addr::from(*a)),
+            SetField::Ipv6Label(l) => write!(f, "ipv6_label={l:#x}"),
+            SetField::L4Src(p) => write!(f, "l4_src={p}"),
+            SetField::L4Dst(p) => write!(f, "l4_dst={p}"),
+            SetField::ArpOp(o) => write!(f, "arp_op={o}"),
+            SetField::ArpSpa(a) => write!(f, "arp_spa={}", Ipv4Addr::from(*a)),
+            SetField::ArpTpa(a) => write!(f, "arp_tpa={}", Ipv4Addr::from(*a)),
+            SetField::ArpSha(m) => write!(f, "arp_sha={}", mac(m)),
+            SetField::ArpTha(m) => write!(f, "arp_tha={}", mac(m)),
+        }
+    }
+}
+
 /// What the executor knows of a packet while editing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacketInfo {
@@ -72,6 +103,33 @@ impl PacketInfo {
             }
         }
     }
+}
+
+/// Writes a new outer VLAN tag into a frame that has just grown by 4 bytes at the front: the MAC
+/// addresses move to the new front, the tag goes after them.
+pub fn write_pushed_vlan(d: &mut [u8], tpid: u16, tci: u16) -> bool {
+    if d.len() < 16 {
+        return false;
+    }
+    d.copy_within(4..16, 0);
+    d[12..14].copy_from_slice(&tpid.to_be_bytes());
+    d[14..16].copy_from_slice(&(tci & !0x1000).to_be_bytes());
+    true
+}
+
+/// Whether the frame has a VLAN tag after its MAC addresses.
+pub fn has_vlan(d: &[u8]) -> bool {
+    get16(d, 12).is_some_and(|t| matches!(t, eth_type::VLAN | eth_type::VLAN_QINQ))
+}
+
+/// Moves the MAC addresses over the outer VLAN tag, so the frame can shrink by 4 bytes at the
+/// front. False (nothing done) when there is no tag.
+pub fn shift_out_vlan(d: &mut [u8]) -> bool {
+    if !has_vlan(d) || d.len() < 18 {
+        return false;
+    }
+    d.copy_within(0..12, 4);
+    true
 }
 
 fn get16(d: &[u8], at: usize) -> Option<u16> {

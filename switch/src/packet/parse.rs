@@ -300,3 +300,173 @@ fn type_code(frame: &[u8], l4: usize, key: &mut FlowKey) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+    use proptest::prelude::*;
+
+    fn build<B: FnOnce(&mut Vec<u8>)>(f: B) -> Vec<u8> {
+        let mut v = Vec::new();
+        f(&mut v);
+        v
+    }
+
+    fn tcp4(
+        src: [u8; 4],
+        dst: [u8; 4],
+        sport: u16,
+        dport: u16,
+        ttl: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        build(|v| {
+            PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                .ipv4(src, dst, ttl)
+                .tcp(sport, dport, 1, 100)
+                .syn()
+                .ack(5)
+                .write(v, payload)
+                .unwrap()
+        })
+    }
+
+    #[test]
+    fn reads_an_ipv4_tcp_frame() {
+        let f = tcp4([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 64, b"hi");
+        let (k, l) = extract(&f, 7);
+        assert_eq!(k.in_port(), 7);
+        assert_eq!(
+            (k.dl_src(), k.dl_dst(), k.dl_type()),
+            ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 0x0800)
+        );
+        assert_eq!(
+            (k.nw_src(), k.nw_dst(), k.nw_proto(), k.nw_ttl()),
+            (0x0a00_0001, 0x0a00_0002, 6, 64)
+        );
+        assert_eq!((k.tp_src(), k.tp_dst(), k.tcp_flags()), (1234, 80, 0x012));
+        assert_eq!((l.l3, l.l4, usize::from(l.end)), (14, 34, f.len()));
+    }
+
+    #[test]
+    fn reads_vlan_ipv6_udp_and_fragments() {
+        let f = build(|v| {
+            PacketBuilder::ethernet2([2; 6], [4; 6])
+                .single_vlan(etherparse::VlanId::try_new(100).unwrap())
+                .ipv6([1; 16], [2; 16], 9)
+                .udp(53, 5353)
+                .write(v, &[0; 10])
+                .unwrap()
+        });
+        let (k, l) = extract(&f, 1);
+        assert_eq!(k.vlan_tci(), 100 | VLAN_CFI);
+        assert_eq!((k.dl_type(), k.nw_proto(), k.nw_ttl()), (0x86dd, 17, 9));
+        assert_eq!((k.ipv6_src(), k.tp_src(), k.tp_dst()), ([1; 16], 53, 5353));
+        assert_eq!((l.l3, l.l4), (18, 58));
+
+        // An IPv4 later fragment: no transport fields.
+        let mut f = tcp4([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 3, &[]);
+        f[14 + 6] = 0x00;
+        f[14 + 7] = 0x10; // offset 16 bytes
+        let (k, l) = extract(&f, 1);
+        assert_eq!(k.nw_frag(), FRAG_ANY | FRAG_LATER);
+        assert_eq!((k.tp_src(), k.tp_dst(), l.l4), (0, 0, NONE));
+    }
+
+    #[test]
+    fn malformed_headers_leave_their_fields_zero() {
+        // IHL of 4 words (less than the 20-byte minimum): IPv4 fields unset, dl_type still IPv4.
+        let mut f = tcp4([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 3, &[]);
+        f[14] = 0x44;
+        let (k, l) = extract(&f, 1);
+        assert_eq!(
+            (k.dl_type(), k.nw_src(), k.nw_proto(), l.l3),
+            (0x0800, 0, 0, NONE)
+        );
+        // Total length longer than the frame.
+        let mut f = tcp4([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 3, &[]);
+        f[16] = 0xff;
+        assert_eq!(extract(&f, 1).0.nw_src(), 0);
+        // Truncated TCP header: L3 fields stand, ports do not.
+        let f = tcp4([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 3, &[]);
+        let mut short = f[..14 + 20 + 10].to_vec();
+        short[16..18].copy_from_slice(&30u16.to_be_bytes());
+        let (k, l) = extract(&short, 1);
+        assert_eq!((k.nw_src(), k.tp_src(), l.l4), (0x0101_0101, 0, NONE));
+        // A runt: nothing but in_port.
+        let (k, _) = extract(&[0xff; 13], 3);
+        assert_eq!(k.dl_type(), 0);
+        assert_eq!(k.in_port(), 3);
+    }
+
+    #[test]
+    fn reads_802_3_llc_snap_and_arp() {
+        let mut f = vec![0xff; 12];
+        f.extend_from_slice(&[0x00, 0x30, 0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x06]);
+        f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 9, 10, 0, 0, 9, 2, 0, 0, 0, 0, 7, 10, 0, 0, 7]);
+        let (k, _) = extract(&f, 1);
+        assert_eq!(
+            (k.dl_type(), k.nw_proto(), k.nw_src(), k.nw_dst()),
+            (0x0806, 2, 0x0a00_0009, 0x0a00_0007)
+        );
+        assert_eq!(
+            (k.arp_sha(), k.arp_tha()),
+            ([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 7])
+        );
+        // 802.3 without SNAP.
+        let mut f = vec![0xff; 12];
+        f.extend_from_slice(&[0x00, 0x30, 0x42, 0x42, 0x03, 0, 0, 0, 0, 0]);
+        assert_eq!(extract(&f, 1).0.dl_type(), eth_type::NONE);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn never_panics_and_stays_in_bounds(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let (_, l) = extract(&bytes, 1);
+            for off in [l.l3, l.l4, l.end] {
+                prop_assert!(off == NONE || usize::from(off) <= bytes.len());
+            }
+        }
+
+        #[test]
+        fn survives_any_cut_or_corruption_of_a_real_packet(
+            kind in 0u8..4, cut in any::<prop::sample::Index>(), flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+        ) {
+            let mut f = match kind {
+                0 => tcp4([10, 0, 0, 1], [10, 0, 0, 2], 1, 2, 3, &[7; 20]),
+                1 => build(|v| PacketBuilder::ethernet2([1; 6], [2; 6]).single_vlan(etherparse::VlanId::try_new(5).unwrap()).ipv4([1; 4], [2; 4], 1).udp(1, 2).write(v, &[0; 30]).unwrap()),
+                2 => build(|v| PacketBuilder::ethernet2([1; 6], [2; 6]).ipv6([1; 16], [2; 16], 1).icmpv6_echo_request(1, 2).write(v, &[0; 8]).unwrap()),
+                _ => build(|v| PacketBuilder::ethernet2([1; 6], [2; 6]).ipv4([1; 4], [2; 4], 1).icmpv4_echo_request(1, 2).write(v, &[0; 8]).unwrap()),
+            };
+            for (at, b) in flips {
+                let i = at.index(f.len());
+                f[i] = b;
+            }
+            f.truncate(cut.index(f.len() + 1));
+            let (_, l) = extract(&f, 1);
+            for off in [l.l3, l.l4, l.end] {
+                prop_assert!(off == NONE || usize::from(off) <= f.len());
+            }
+        }
+
+        #[test]
+        fn agrees_with_etherparse_on_well_formed_frames(
+            src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(), sport in any::<u16>(), dport in any::<u16>(),
+            ttl in any::<u8>(), len in 0usize..64,
+        ) {
+            let f = tcp4(src, dst, sport, dport, ttl, &vec![0xab; len]);
+            let (k, _) = extract(&f, 1);
+            let p = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
+            let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else { panic!("ipv4") };
+            prop_assert_eq!(k.nw_src(), u32::from_be_bytes(ip.header().source()));
+            prop_assert_eq!(k.nw_dst(), u32::from_be_bytes(ip.header().destination()));
+            prop_assert_eq!(k.nw_ttl(), ip.header().ttl());
+            let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else { panic!("tcp") };
+            prop_assert_eq!((k.tp_src(), k.tp_dst()), (t.source_port(), t.destination_port()));
+        }
+    }
+}

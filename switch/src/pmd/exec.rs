@@ -2,8 +2,6 @@
 //! transmit buffers. A copy that later actions would modify is a deep copy; one that nothing
 //! modifies afterwards shares the buffer (reference count); the last output takes the packet.
 
-use ferrovs_config::flow::{VLAN_CFI, eth_type};
-
 use super::TxBuffer;
 use crate::dpdk::{Burst, Mbuf};
 use crate::ofproto::DpAction;
@@ -46,12 +44,9 @@ pub fn execute(
                     break;
                 };
                 if p.prepend(4).is_ok()
-                    && let Some(d) = p.data_mut()
-                    && d.len() >= 16
+                    && p.data_mut()
+                        .is_some_and(|d| edit::write_pushed_vlan(d, tpid, tci))
                 {
-                    d.copy_within(4..16, 0);
-                    d[12..14].copy_from_slice(&tpid.to_be_bytes());
-                    d[14..16].copy_from_slice(&(tci & !VLAN_CFI).to_be_bytes());
                     info.vlan = true;
                     info.shift(4);
                 }
@@ -60,23 +55,9 @@ pub fn execute(
                 let Some(p) = owned(&mut pkt, counters) else {
                     break;
                 };
-                let tagged = p.data().get(12..14).is_some_and(|t| {
-                    matches!(
-                        u16::from_be_bytes([t[0], t[1]]),
-                        eth_type::VLAN | eth_type::VLAN_QINQ
-                    )
-                });
-                if tagged && let Some(d) = p.data_mut() {
-                    d.copy_within(0..12, 4);
-                    if p.trim_front(4).is_ok() {
-                        info.shift(-4);
-                        info.vlan = p.data().get(12..14).is_some_and(|t| {
-                            matches!(
-                                u16::from_be_bytes([t[0], t[1]]),
-                                eth_type::VLAN | eth_type::VLAN_QINQ
-                            )
-                        });
-                    }
+                if p.data_mut().is_some_and(edit::shift_out_vlan) && p.trim_front(4).is_ok() {
+                    info.shift(-4);
+                    info.vlan = edit::has_vlan(p.data());
                 }
             }
         }
