@@ -9,22 +9,14 @@ const SETUP_HINT: &str = "DPDK 22.11 was not found through pkg-config (libdpdk):
      from the ferrovs checkout to install it, then build again";
 
 /// Directories the dynamic loader searches without help.
-const SYSTEM_LIB_DIRS: &[&str] = &[
-    "/lib",
-    "/usr/lib",
-    "/lib64",
-    "/usr/lib64",
-    "/usr/lib/x86_64-linux-gnu",
-    "/lib/x86_64-linux-gnu",
-];
+const SYSTEM_LIB_DIRS: &[&str] =
+    &["/lib", "/usr/lib", "/lib64", "/usr/lib64", "/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"];
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=PKG_CONFIG_PATH");
     println!("cargo::rerun-if-env-changed=PKG_CONFIG_LIBDIR");
-    let (Some(libdir), Some(version)) =
-        (pkg_config("--variable=libdir"), pkg_config("--modversion"))
-    else {
+    let (Some(libdir), Some(version)) = (pkg_config("--variable=libdir"), pkg_config("--modversion")) else {
         println!("cargo::error={SETUP_HINT}");
         return;
     };
@@ -35,11 +27,6 @@ fn main() {
 }
 
 fn pkg_config(arg: &str) -> Option<String> {
-    let out = Command::new("pkg-config")
-        .args([arg, "libdpdk"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = Command::new("pkg-config").args([arg, "libdpdk"]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

@@ -12,11 +12,7 @@ use ferrovs_switch::ofproto::{Ofproto, PortTable, Translation, XlateOptions, tra
 struct Ports;
 impl PortMap for Ports {
     fn by_name(&self, name: &str) -> Option<OfPort> {
-        name.strip_prefix('p')?
-            .parse::<u16>()
-            .ok()
-            .filter(|n| *n < 4)
-            .map(|n| n + 1)
+        name.strip_prefix('p')?.parse::<u16>().ok().filter(|n| *n < 4).map(|n| n + 1)
     }
     fn has_number(&self, n: OfPort) -> bool {
         (1..=4).contains(&n)
@@ -31,23 +27,10 @@ fn ofproto(n: usize) -> Ofproto {
     let mut o = Ofproto::new(Arc::new(PortTable::new(vec![1, 2, 3, 4])), 1);
     for i in 0..n {
         let text = match i % 4 {
-            0 => format!(
-                "priority=300,udp,nw_dst=20.{}.0.0/16,tp_dst={},actions=output:p1",
-                i % 250,
-                1024 + i
-            ),
-            1 => format!(
-                "priority=200,ip,nw_dst=20.{}.0.0/16,actions=output:p2",
-                i % 250
-            ),
-            2 => format!(
-                "priority=150,udp,tp_dst={:#x}/0xf000,actions=output:p3",
-                (i % 15 + 1) << 12
-            ),
-            _ => format!(
-                "priority=100,ip,nw_dst=20.{}.0.0/12,actions=output:p1",
-                (i % 15) * 16
-            ),
+            0 => format!("priority=300,udp,nw_dst=20.{}.0.0/16,tp_dst={},actions=output:p1", i % 250, 1024 + i),
+            1 => format!("priority=200,ip,nw_dst=20.{}.0.0/16,actions=output:p2", i % 250),
+            2 => format!("priority=150,udp,tp_dst={:#x}/0xf000,actions=output:p3", (i % 15 + 1) << 12),
+            _ => format!("priority=100,ip,nw_dst=20.{}.0.0/12,actions=output:p1", (i % 15) * 16),
         };
         o.add(parse_flow(&text, &Ports).unwrap(), 0).unwrap();
     }
@@ -79,13 +62,7 @@ fn xlate(c: &mut Criterion) {
         c.bench_function(&format!("translate_32_keys_{n}_rules"), |b| {
             b.iter(|| {
                 for k in &keys {
-                    translate(
-                        &tables,
-                        &ports,
-                        black_box(k),
-                        XlateOptions::default(),
-                        &mut out,
-                    );
+                    translate(&tables, &ports, black_box(k), XlateOptions::default(), &mut out);
                     black_box(&out);
                 }
             })
@@ -96,13 +73,8 @@ fn xlate(c: &mut Criterion) {
 fn parse(c: &mut Criterion) {
     c.bench_function("parse_flow", |b| {
         b.iter(|| {
-            parse_flow(
-                black_box(
-                    "priority=10,tcp,in_port=p3,nw_dst=10.0.0.0/8,tp_dst=80,actions=output:p1",
-                ),
-                &Ports,
-            )
-            .unwrap()
+            parse_flow(black_box("priority=10,tcp,in_port=p3,nw_dst=10.0.0.0/8,tp_dst=80,actions=output:p1"), &Ports)
+                .unwrap()
         })
     });
 }

@@ -13,14 +13,8 @@ const SETUP_HINT: &str = "DPDK 22.11 was not found through pkg-config (libdpdk):
      from the ferrovs checkout to install it, then build again";
 
 fn pkg_config(args: &[&str]) -> Option<String> {
-    let out = Command::new("pkg-config")
-        .args(args)
-        .arg("libdpdk")
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = Command::new("pkg-config").args(args).arg("libdpdk").output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn main() {
@@ -30,18 +24,14 @@ fn main() {
     println!("cargo::rerun-if-env-changed=PKG_CONFIG_PATH");
     println!("cargo::rerun-if-env-changed=PKG_CONFIG_LIBDIR");
 
-    let (Some(version), Some(cflags), Some(libs)) = (
-        pkg_config(&["--modversion"]),
-        pkg_config(&["--cflags"]),
-        pkg_config(&["--libs"]),
-    ) else {
+    let (Some(version), Some(cflags), Some(libs)) =
+        (pkg_config(&["--modversion"]), pkg_config(&["--cflags"]), pkg_config(&["--libs"]))
+    else {
         println!("cargo::error={SETUP_HINT}");
         return;
     };
     if !version.starts_with("22.11") {
-        println!(
-            "cargo::warning=ferrovs is built and tested against DPDK 22.11; found libdpdk {version}"
-        );
+        println!("cargo::warning=ferrovs is built and tested against DPDK 22.11; found libdpdk {version}");
     }
     println!("cargo::rustc-env=DPDK_VERSION={version}");
     println!("cargo::metadata=version={version}");
@@ -66,11 +56,7 @@ fn link_dpdk(libs: &str) {
 
 fn build_shim(cflags: &[&str]) {
     let mut build = cc::Build::new();
-    build
-        .file("shim/ferrovs_shim.c")
-        .include("shim")
-        .opt_level(3)
-        .warnings(true);
+    build.file("shim/ferrovs_shim.c").include("shim").opt_level(3).warnings(true);
     // `-include rte_config.h` must stay two flags in order; `flag` keeps them as given.
     for flag in cflags {
         build.flag(flag);

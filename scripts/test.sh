@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# README command 2 (and what CI runs): set up this host, then check formatting and lints and run
-# every test: unit and property tests, the safe DPDK layer against a real EAL, and the end-to-end
-# tests that run the ferrovs binary on DPDK vdevs and compare output pcaps byte for byte.
+# README command 2 (and what CI runs): set up this host (with Open vSwitch, the reference switch
+# for the differential tests), then check formatting and lints and run every test: unit and
+# property tests, the safe DPDK layer against a real EAL, end-to-end tests that run the ferrovs
+# binary on DPDK vdevs and compare output pcaps byte for byte, the differential tests against
+# OVS-DPDK, and a short run of each fuzz target (FUZZ_SECONDS each, default 20; 0 skips).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/setup.sh
+bash scripts/setup.sh --with-ovs
 echo "test: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test: cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "test: cargo test"
 cargo test --workspace
+if [ "${FUZZ_SECONDS:-20}" -gt 0 ]; then
+  echo "test: fuzz smoke (${FUZZ_SECONDS:-20}s per target)"
+  bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+fi
 echo "test: all passed"

@@ -53,12 +53,7 @@ enum Command {
 }
 
 /// `ferrovs --version`: ours and the DPDK we were built against.
-const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (DPDK ",
-    env!("FERROVS_DPDK_VERSION"),
-    ")"
-);
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (DPDK ", env!("FERROVS_DPDK_VERSION"), ")");
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     match text.parse::<f64>() {
@@ -72,9 +67,7 @@ fn host() -> Host {
     let cpus = core_affinity::get_core_ids()
         .map(|ids| ids.into_iter().map(|c| c.id).collect::<Vec<_>>())
         .filter(|ids| !ids.is_empty())
-        .unwrap_or_else(|| {
-            (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
-        });
+        .unwrap_or_else(|| (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect());
     Host { cpus }
 }
 
@@ -102,24 +95,12 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Run {
-            config,
-            duration,
-            stop_after_rx,
-            stats_json,
-        } => {
+        Command::Run { config, duration, stop_after_rx, stats_json } => {
             let config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            run(
-                &config,
-                RunOptions {
-                    duration,
-                    stop_after_rx,
-                },
-                stats_json.as_deref(),
-            )
+            run(&config, RunOptions { duration, stop_after_rx }, stats_json.as_deref())
         }
         Command::Trace(trace) => {
             let config = match load(&trace.config) {
@@ -148,9 +129,8 @@ fn run(config: &Config, opts: RunOptions, stats_json: Option<&Path>) -> ExitCode
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal while we shut down exits at once.
-        let registered =
-            signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))
-                .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)));
+        let registered = signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)));
         if let Err(e) = registered {
             eprintln!("error: cannot install the handler for signal {signal}: {e}");
             return ExitCode::FAILURE;
@@ -165,10 +145,7 @@ fn run(config: &Config, opts: RunOptions, stats_json: Option<&Path>) -> ExitCode
     };
     println!("{report}");
     if report.mempool.in_use != 0 {
-        log::error!(
-            "{} mbufs leaked: please report this bug",
-            report.mempool.in_use
-        );
+        log::error!("{} mbufs leaked: please report this bug", report.mempool.in_use);
     }
     if let Some(path) = stats_json {
         let json = serde_json::to_string_pretty(&report).expect("report serialises");

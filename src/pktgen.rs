@@ -46,9 +46,7 @@ fn parse_mac(text: &str) -> anyhow::Result<[u8; 6]> {
         .map(|b| u8::from_str_radix(b, 16))
         .collect::<Result<_, _>>()
         .with_context(|| format!("bad MAC address {text:?}"))?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("bad MAC address {text:?}: need 6 bytes"))
+    bytes.try_into().map_err(|_| anyhow::anyhow!("bad MAC address {text:?}: need 6 bytes"))
 }
 
 /// The frame of flow `flow`, `size` bytes long.
@@ -59,9 +57,7 @@ pub fn frame(flow: u32, size: usize, src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<
         .ipv4(src_ip.octets(), [192, 168, 0, 1], 64)
         .udp(1024 + (flow % 60000) as u16, 5001);
     let mut out = Vec::with_capacity(builder.size(payload.len()));
-    builder
-        .write(&mut out, &payload)
-        .expect("writing to a Vec cannot fail");
+    builder.write(&mut out, &payload).expect("writing to a Vec cannot fail");
     out
 }
 
@@ -72,40 +68,19 @@ impl GenPcap {
             bail!("--flows must be at least 1");
         }
         if !(MIN_FRAME..=9000).contains(&self.size) {
-            bail!(
-                "--size must be between {MIN_FRAME} and 9000 bytes, got {}",
-                self.size
-            );
+            bail!("--size must be between {MIN_FRAME} and 9000 bytes, got {}", self.size);
         }
         let packets = self.packets.unwrap_or(self.flows);
         let (src, dst) = (parse_mac(&self.src_mac)?, parse_mac(&self.dst_mac)?);
-        let file = File::create(&self.out)
-            .with_context(|| format!("cannot create {}", self.out.display()))?;
-        let header = PcapHeader {
-            datalink: DataLink::ETHERNET,
-            snaplen: 65535,
-            ..Default::default()
-        };
+        let file = File::create(&self.out).with_context(|| format!("cannot create {}", self.out.display()))?;
+        let header = PcapHeader { datalink: DataLink::ETHERNET, snaplen: 65535, ..Default::default() };
         let mut writer = PcapWriter::with_header(BufWriter::new(file), header)?;
         for i in 0..packets {
             let data = frame(i % self.flows, self.size, src, dst);
-            writer.write_packet(&PcapPacket::new(
-                std::time::Duration::ZERO,
-                data.len() as u32,
-                &data,
-            ))?;
+            writer.write_packet(&PcapPacket::new(std::time::Duration::ZERO, data.len() as u32, &data))?;
         }
-        writer
-            .into_writer()
-            .into_inner()
-            .map_err(|e| e.into_error())?
-            .sync_all()?;
-        eprintln!(
-            "wrote {packets} packets of {} B ({} flows) to {}",
-            self.size,
-            self.flows,
-            self.out.display()
-        );
+        writer.into_writer().into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        eprintln!("wrote {packets} packets of {} B ({} flows) to {}", self.size, self.flows, self.out.display());
         Ok(())
     }
 }

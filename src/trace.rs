@@ -8,17 +8,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use etherparse::{
-    ArpHardwareId, ArpOperation, ArpPacket, EtherType, Ethernet2Header, IcmpEchoHeader,
-    Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, IpNumber, Ipv4Header, Ipv6Header,
-    SingleVlanHeader, TcpHeader, UdpHeader, VlanId, VlanPcp,
+    ArpHardwareId, ArpOperation, ArpPacket, EtherType, Ethernet2Header, IcmpEchoHeader, Icmpv4Header, Icmpv4Type,
+    Icmpv6Header, Icmpv6Type, IpNumber, Ipv4Header, Ipv6Header, SingleVlanHeader, TcpHeader, UdpHeader, VlanId,
+    VlanPcp,
 };
 use ferrovs_config::Config;
-use ferrovs_config::flow::{
-    FlowKey, FlowRule, PortMap, eth_type, flow_match, ip_proto, parse_match,
-};
-use ferrovs_switch::ofproto::{
-    Ofproto, PortTable, Translation, XlateOptions, apply_to_bytes, translate,
-};
+use ferrovs_config::flow::{FlowKey, FlowRule, PortMap, eth_type, flow_match, ip_proto, parse_match};
+use ferrovs_switch::ofproto::{Ofproto, PortTable, Translation, XlateOptions, apply_to_bytes, translate};
 use ferrovs_switch::packet::extract;
 
 /// What to trace.
@@ -45,8 +41,7 @@ impl Trace {
         match self.write(config, &mut stdout) {
             // `ferrovs trace ... | head` is fine.
             Err(e)
-                if e.downcast_ref::<std::io::Error>()
-                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+                if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
             {
                 Ok(())
             }
@@ -55,14 +50,10 @@ impl Trace {
     }
 
     fn write(&self, config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
-        let ports = Arc::new(PortTable::new(
-            config.ports.iter().map(|p| p.ofport).collect(),
-        ));
+        let ports = Arc::new(PortTable::new(config.ports.iter().map(|p| p.ofport).collect()));
         let mut ofproto = Ofproto::new(Arc::clone(&ports), 1);
         for rule in &config.flows {
-            ofproto
-                .add(rule.clone(), 0)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", rule.display(config)))?;
+            ofproto.add(rule.clone(), 0).map_err(|e| anyhow::anyhow!("{}: {e}", rule.display(config)))?;
         }
         match (&self.flow, &self.pcap) {
             (Some(text), None) => {
@@ -74,15 +65,9 @@ impl Trace {
                 writeln!(out, "{}", trace_one(&ofproto, config, &m.key, &frame))?;
             }
             (None, Some(path)) => {
-                let name = self
-                    .in_port
-                    .as_deref()
-                    .context("--pcap needs --in-port PORT")?;
-                let in_port = config
-                    .by_name(name)
-                    .with_context(|| format!("--in-port: unknown port {name:?}"))?;
-                let file = std::fs::File::open(path)
-                    .with_context(|| format!("cannot open {}", path.display()))?;
+                let name = self.in_port.as_deref().context("--pcap needs --in-port PORT")?;
+                let in_port = config.by_name(name).with_context(|| format!("--in-port: unknown port {name:?}"))?;
+                let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
                 let mut reader = pcap_file::pcap::PcapReader::new(file)?;
                 let mut n = 0;
                 while let Some(pkt) = reader.next_packet() {
@@ -93,9 +78,7 @@ impl Trace {
                     writeln!(out, "packet {n} ({} bytes)\n{text}\n", pkt.data.len())?;
                 }
             }
-            _ => bail!(
-                "give either a flow ('in_port=p0,tcp,tp_dst=80') or --pcap FILE --in-port PORT"
-            ),
+            _ => bail!("give either a flow ('in_port=p0,tcp,tp_dst=80') or --pcap FILE --in-port PORT"),
         }
         Ok(())
     }
@@ -105,11 +88,7 @@ impl Trace {
 fn trace_one(ofproto: &Ofproto, names: &dyn PortMap, key: &FlowKey, frame: &[u8]) -> String {
     let mut text = format!("flow: {}", FlowRule::display_match(&flow_match(key), names));
     let mut out = Translation::default();
-    let opts = XlateOptions {
-        trace: Some(&mut text),
-        names: Some(names),
-        ..Default::default()
-    };
+    let opts = XlateOptions { trace: Some(&mut text), names: Some(names), ..Default::default() };
     translate(ofproto.tables(), ofproto.ports(), key, opts, &mut out);
     let (parsed, layout) = extract(frame, key.in_port());
     for (port, bytes) in apply_to_bytes(frame, &parsed, layout, &out.actions) {
@@ -117,15 +96,8 @@ fn trace_one(ofproto: &Ofproto, names: &dyn PortMap, key: &FlowKey, frame: &[u8]
         let name = names.name_of(ofport).unwrap_or("?");
         let (k, _) = extract(&bytes, key.in_port());
         let shown = FlowRule::display_match(&flow_match(&k), names).to_string();
-        let shown = shown
-            .split(',')
-            .filter(|f| !f.starts_with("in_port="))
-            .collect::<Vec<_>>()
-            .join(",");
-        text.push_str(&format!(
-            "\noutput to {name}: {} bytes: {shown}",
-            bytes.len()
-        ));
+        let shown = shown.split(',').filter(|f| !f.starts_with("in_port=")).collect::<Vec<_>>().join(",");
+        text.push_str(&format!("\noutput to {name}: {} bytes: {shown}", bytes.len()));
     }
     text
 }
@@ -135,18 +107,10 @@ pub fn compose(key: &FlowKey) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     let dl_type = key.dl_type();
     let tci = key.vlan_tci();
-    let outer = if tci & 0x1000 != 0 {
-        eth_type::VLAN
-    } else {
-        dl_type
-    };
-    Ethernet2Header {
-        source: key.dl_src(),
-        destination: key.dl_dst(),
-        ether_type: EtherType(outer),
-    }
-    .write(&mut out)
-    .expect("Vec write");
+    let outer = if tci & 0x1000 != 0 { eth_type::VLAN } else { dl_type };
+    Ethernet2Header { source: key.dl_src(), destination: key.dl_dst(), ether_type: EtherType(outer) }
+        .write(&mut out)
+        .expect("Vec write");
     if tci & 0x1000 != 0 {
         let vlan = SingleVlanHeader {
             pcp: VlanPcp::try_new((tci >> 13) as u8).expect("3 bits"),
@@ -162,14 +126,8 @@ pub fn compose(key: &FlowKey) -> Vec<u8> {
             let src = key.nw_src().to_be_bytes();
             let dst = key.nw_dst().to_be_bytes();
             let payload = l4(key.nw_proto(), &src, &dst);
-            let mut ip = Ipv4Header::new(
-                payload.len() as u16,
-                key.nw_ttl(),
-                IpNumber(key.nw_proto()),
-                src,
-                dst,
-            )
-            .expect("payload fits");
+            let mut ip = Ipv4Header::new(payload.len() as u16, key.nw_ttl(), IpNumber(key.nw_proto()), src, dst)
+                .expect("payload fits");
             ip.dscp = etherparse::IpDscp::try_new(key.nw_tos() >> 2).expect("6 bits");
             ip.ecn = etherparse::IpEcn::try_new(key.nw_tos() & 3).expect("2 bits");
             ip.header_checksum = ip.calc_header_checksum();
@@ -181,8 +139,7 @@ pub fn compose(key: &FlowKey) -> Vec<u8> {
             let payload = l4(key.nw_proto(), &src, &dst);
             let ip = Ipv6Header {
                 traffic_class: key.nw_tos(),
-                flow_label: etherparse::Ipv6FlowLabel::try_new(key.ipv6_label())
-                    .unwrap_or_default(),
+                flow_label: etherparse::Ipv6FlowLabel::try_new(key.ipv6_label()).unwrap_or_default(),
                 payload_length: payload.len() as u16,
                 next_header: IpNumber(key.nw_proto()),
                 hop_limit: key.nw_ttl(),
@@ -222,9 +179,7 @@ fn transport(key: &FlowKey, proto: u8, src: &[u8], dst: &[u8]) -> Vec<u8> {
         ip_proto::TCP => {
             let mut tcp = TcpHeader::new(sport, dport, 0, 65535);
             let f = key.tcp_flags();
-            (
-                tcp.fin, tcp.syn, tcp.rst, tcp.psh, tcp.ack, tcp.urg, tcp.ece, tcp.cwr, tcp.ns,
-            ) = (
+            (tcp.fin, tcp.syn, tcp.rst, tcp.psh, tcp.ack, tcp.urg, tcp.ece, tcp.cwr, tcp.ns) = (
                 f & 1 != 0,
                 f & 2 != 0,
                 f & 4 != 0,
@@ -239,26 +194,11 @@ fn transport(key: &FlowKey, proto: u8, src: &[u8], dst: &[u8]) -> Vec<u8> {
             tcp.write(&mut out).expect("Vec write");
         }
         ip_proto::UDP => {
-            let mut udp = UdpHeader {
-                source_port: sport,
-                destination_port: dport,
-                length: 8,
-                checksum: 0,
-            };
+            let mut udp = UdpHeader { source_port: sport, destination_port: dport, length: 8, checksum: 0 };
             udp.checksum = if v4 {
-                udp.calc_checksum_ipv4_raw(
-                    src.try_into().expect("4"),
-                    dst.try_into().expect("4"),
-                    &[],
-                )
-                .unwrap_or(0)
+                udp.calc_checksum_ipv4_raw(src.try_into().expect("4"), dst.try_into().expect("4"), &[]).unwrap_or(0)
             } else {
-                udp.calc_checksum_ipv6_raw(
-                    src.try_into().expect("16"),
-                    dst.try_into().expect("16"),
-                    &[],
-                )
-                .unwrap_or(0)
+                udp.calc_checksum_ipv6_raw(src.try_into().expect("16"), dst.try_into().expect("16"), &[]).unwrap_or(0)
             };
             udp.write(&mut out).expect("Vec write");
         }
@@ -269,34 +209,18 @@ fn transport(key: &FlowKey, proto: u8, src: &[u8], dst: &[u8]) -> Vec<u8> {
         }
         ip_proto::ICMP if v4 => {
             let icmp = match (sport, dport) {
-                (8, 0) => Icmpv4Header::with_checksum(
-                    Icmpv4Type::EchoRequest(IcmpEchoHeader { id: 0, seq: 0 }),
-                    &[],
-                ),
+                (8, 0) => Icmpv4Header::with_checksum(Icmpv4Type::EchoRequest(IcmpEchoHeader { id: 0, seq: 0 }), &[]),
                 (t, c) => Icmpv4Header::with_checksum(
-                    Icmpv4Type::Unknown {
-                        type_u8: t as u8,
-                        code_u8: c as u8,
-                        bytes5to8: [0; 4],
-                    },
+                    Icmpv4Type::Unknown { type_u8: t as u8, code_u8: c as u8, bytes5to8: [0; 4] },
                     &[],
                 ),
             };
             icmp.write(&mut out).expect("Vec write");
         }
         ip_proto::ICMPV6 if !v4 => {
-            let t = Icmpv6Type::Unknown {
-                type_u8: sport as u8,
-                code_u8: dport as u8,
-                bytes5to8: [0; 4],
-            };
-            let icmp = Icmpv6Header::with_checksum(
-                t,
-                src.try_into().expect("16"),
-                dst.try_into().expect("16"),
-                &[],
-            )
-            .expect("small");
+            let t = Icmpv6Type::Unknown { type_u8: sport as u8, code_u8: dport as u8, bytes5to8: [0; 4] };
+            let icmp = Icmpv6Header::with_checksum(t, src.try_into().expect("16"), dst.try_into().expect("16"), &[])
+                .expect("small");
             icmp.write(&mut out).expect("Vec write");
         }
         _ => {}
@@ -306,14 +230,8 @@ fn transport(key: &FlowKey, proto: u8, src: &[u8], dst: &[u8]) -> Vec<u8> {
 
 fn checksum_tcp(tcp: &TcpHeader, src: &[u8], dst: &[u8]) -> u16 {
     match (src.len(), dst.len()) {
-        (4, 4) => {
-            tcp.calc_checksum_ipv4_raw(src.try_into().expect("4"), dst.try_into().expect("4"), &[])
-        }
-        _ => tcp.calc_checksum_ipv6_raw(
-            src.try_into().expect("16"),
-            dst.try_into().expect("16"),
-            &[],
-        ),
+        (4, 4) => tcp.calc_checksum_ipv4_raw(src.try_into().expect("4"), dst.try_into().expect("4"), &[]),
+        _ => tcp.calc_checksum_ipv6_raw(src.try_into().expect("16"), dst.try_into().expect("16"), &[]),
     }
     .unwrap_or(0)
 }

@@ -14,10 +14,7 @@ fn two_inputs_to_two_outputs() {
         .port("p1", b.clone())
         .port("p2", vec![])
         .port("p3", vec![])
-        .rules(&[
-            "priority=10,in_port=p0,actions=output:p2",
-            "priority=10,in_port=p1,actions=output:p3",
-        ])
+        .rules(&["priority=10,in_port=p0,actions=output:p2", "priority=10,in_port=p1,actions=output:p3"])
         .run();
     assert_eq!(out.output("p2"), a.as_slice());
     assert_eq!(out.output("p3"), b.as_slice());
@@ -39,10 +36,7 @@ fn multi_output_sends_identical_copies() {
     assert_eq!(out.output("p1"), a.as_slice());
     assert_eq!(out.output("p2"), a.as_slice());
     assert_eq!(out.output("p3"), a.as_slice());
-    assert_eq!(
-        (out.total("forwarded"), out.total("tx_packets")),
-        (100, 300)
-    );
+    assert_eq!((out.total("forwarded"), out.total("tx_packets")), (100, 300));
 }
 
 #[test]
@@ -53,11 +47,7 @@ fn drop_action_drops_and_counts() {
         .port("p0", a)
         .port("p1", b.clone())
         .port("p2", vec![])
-        .rules(&[
-            "in_port=p0,actions=drop",
-            "in_port=p1,actions=",
-            "priority=1,actions=output:p2",
-        ])
+        .rules(&["in_port=p0,actions=drop", "in_port=p1,actions=", "priority=1,actions=output:p2"])
         .run();
     assert!(out.output("p2").is_empty());
     assert_eq!(out.drops("drop_action"), 90);
@@ -81,10 +71,7 @@ fn unmatched_packets_are_dropped_and_counted() {
 
 #[test]
 fn no_rules_drop_everything() {
-    let out = Switch::new()
-        .port("p0", traffic::mixed(1, 25))
-        .port("p1", vec![])
-        .run();
+    let out = Switch::new().port("p0", traffic::mixed(1, 25)).port("p1", vec![]).run();
     assert!(out.output("p1").is_empty());
     assert_eq!(out.drops("no_match"), 25);
 }
@@ -114,10 +101,7 @@ fn output_to_the_input_port_is_skipped() {
     let out = Switch::new()
         .port("p0", a.clone())
         .port("p1", b)
-        .rules(&[
-            "in_port=p0,actions=output:p0,output:p1",
-            "in_port=p1,actions=output:p1",
-        ])
+        .rules(&["in_port=p0,actions=output:p0,output:p1", "in_port=p1,actions=output:p1"])
         .run();
     assert_eq!(out.output("p1"), a.as_slice());
     assert!(out.output("p0").is_empty());
@@ -142,17 +126,8 @@ fn rules_by_number_and_from_a_flows_file() {
 #[test]
 fn large_input_arrives_complete_and_in_order() {
     // Many more packets than one burst or one descriptor ring, so buffers wrap and refill.
-    let a: Vec<Vec<u8>> = (0..20_000u32)
-        .map(|i| traffic::udp4(1, 2, i as u16, (i % 200) as usize))
-        .collect();
-    let out = Switch::new()
-        .port("p0", a.clone())
-        .port("p1", vec![])
-        .rules(&["in_port=p0,actions=output:p1"])
-        .run();
+    let a: Vec<Vec<u8>> = (0..20_000u32).map(|i| traffic::udp4(1, 2, i as u16, (i % 200) as usize)).collect();
+    let out = Switch::new().port("p0", a.clone()).port("p1", vec![]).rules(&["in_port=p0,actions=output:p1"]).run();
     assert_eq!(out.output("p1").len(), a.len());
-    assert!(
-        out.output("p1") == a.as_slice(),
-        "output differs from input"
-    );
+    assert!(out.output("p1") == a.as_slice(), "output differs from input");
 }

@@ -18,31 +18,20 @@ fn checksums_ok(frame: &[u8]) -> bool {
             let l3 = hdr.calc_header_checksum() == hdr.header_checksum;
             let l4 = match t {
                 Some(TransportSlice::Udp(u)) => {
-                    u.checksum() == 0
-                        || u.to_header().calc_checksum_ipv4(&hdr, u.payload()).unwrap()
-                            == u.checksum()
+                    u.checksum() == 0 || u.to_header().calc_checksum_ipv4(&hdr, u.payload()).unwrap() == u.checksum()
                 }
                 Some(TransportSlice::Tcp(tcp)) => {
-                    tcp.to_header()
-                        .calc_checksum_ipv4(&hdr, tcp.payload())
-                        .unwrap()
-                        == tcp.checksum()
+                    tcp.to_header().calc_checksum_ipv4(&hdr, tcp.payload()).unwrap() == tcp.checksum()
                 }
                 _ => true,
             };
             l3 && l4
         }
         (Some(NetSlice::Ipv6(ip)), Some(TransportSlice::Udp(u))) => {
-            u.to_header()
-                .calc_checksum_ipv6(&ip.header().to_header(), u.payload())
-                .unwrap()
-                == u.checksum()
+            u.to_header().calc_checksum_ipv6(&ip.header().to_header(), u.payload()).unwrap() == u.checksum()
         }
         (Some(NetSlice::Ipv6(ip)), Some(TransportSlice::Tcp(t))) => {
-            t.to_header()
-                .calc_checksum_ipv6(&ip.header().to_header(), t.payload())
-                .unwrap()
-                == t.checksum()
+            t.to_header().calc_checksum_ipv6(&ip.header().to_header(), t.payload()).unwrap() == t.checksum()
         }
         _ => true,
     }
@@ -50,12 +39,8 @@ fn checksums_ok(frame: &[u8]) -> bool {
 
 #[test]
 fn rewrites_headers_with_valid_checksums() {
-    let input: Vec<Vec<u8>> = (0..40)
-        .map(|i| traffic::udp4(1, 2, 1000 + i, 20 + i as usize))
-        .collect();
-    let tcp: Vec<Vec<u8>> = (0..40)
-        .map(|i| traffic::tcp4(1, 2, 2000 + i, i as usize))
-        .collect();
+    let input: Vec<Vec<u8>> = (0..40).map(|i| traffic::udp4(1, 2, 1000 + i, 20 + i as usize)).collect();
+    let tcp: Vec<Vec<u8>> = (0..40).map(|i| traffic::tcp4(1, 2, 2000 + i, i as usize)).collect();
     let out = Switch::new()
         .port("p0", input.iter().chain(&tcp).cloned().collect())
         .port("p1", vec![])
@@ -69,9 +54,7 @@ fn rewrites_headers_with_valid_checksums() {
     for frame in got {
         assert!(checksums_ok(frame), "bad checksum in {frame:02x?}");
         let p = SlicedPacket::from_ethernet(frame).unwrap();
-        let Some(NetSlice::Ipv4(ip)) = &p.net else {
-            panic!()
-        };
+        let Some(NetSlice::Ipv4(ip)) = &p.net else { panic!() };
         match &p.transport {
             Some(TransportSlice::Udp(u)) => {
                 assert_eq!(&frame[0..6], &[2, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa]);
@@ -92,24 +75,14 @@ fn rewrites_headers_with_valid_checksums() {
 #[test]
 fn vlan_push_then_pop_gives_back_the_original_frame() {
     let input = traffic::mixed(1, 60);
-    let untagged: Vec<Vec<u8>> = input
-        .iter()
-        .filter(|f| f[12..14] != [0x81, 0x00])
-        .cloned()
-        .collect();
+    let untagged: Vec<Vec<u8>> = input.iter().filter(|f| f[12..14] != [0x81, 0x00]).cloned().collect();
     let out = Switch::new()
         .port("p0", untagged.clone())
         .port("p1", vec![])
         .port("p2", vec![])
-        .rules(&[
-            "in_port=p0,actions=mod_vlan_vid:42,mod_vlan_pcp:5,output:p1,strip_vlan,output:p2",
-        ])
+        .rules(&["in_port=p0,actions=mod_vlan_vid:42,mod_vlan_pcp:5,output:p1,strip_vlan,output:p2"])
         .run();
-    assert_eq!(
-        out.output("p2"),
-        untagged.as_slice(),
-        "push then pop is the identity"
-    );
+    assert_eq!(out.output("p2"), untagged.as_slice(), "push then pop is the identity");
     for (tagged, orig) in out.output("p1").iter().zip(&untagged) {
         assert_eq!(tagged.len(), orig.len() + 4);
         assert_eq!(&tagged[12..16], &[0x81, 0x00, 0xa0, 42]);
@@ -128,17 +101,9 @@ fn an_output_before_a_rewrite_sees_the_packet_unchanged() {
         .port("p3", vec![])
         .rules(&["in_port=p0,actions=output:p1,mod_nw_dst:203.0.113.5,output:p2,output:p3"])
         .run();
-    assert_eq!(
-        out.output("p1"),
-        input.as_slice(),
-        "first copy is untouched"
-    );
+    assert_eq!(out.output("p1"), input.as_slice(), "first copy is untouched");
     assert_eq!(out.output("p2"), out.output("p3"));
-    assert!(
-        out.output("p2")
-            .iter()
-            .all(|f| f[30..34] == [203, 0, 113, 5] && checksums_ok(f))
-    );
+    assert!(out.output("p2").iter().all(|f| f[30..34] == [203, 0, 113, 5] && checksums_ok(f)));
 }
 
 #[test]
@@ -167,9 +132,7 @@ fn dec_ttl_drops_expiring_packets_and_counts_them() {
         .map(|i| {
             let mut f = traffic::udp4(1, 2, i, 10);
             f[22] = (i % 3) as u8; // TTL 0, 1, 2: only 2 survives
-            let hdr = etherparse::Ipv4HeaderSlice::from_slice(&f[14..])
-                .unwrap()
-                .to_header();
+            let hdr = etherparse::Ipv4HeaderSlice::from_slice(&f[14..]).unwrap().to_header();
             f[24..26].copy_from_slice(&hdr.calc_header_checksum().to_be_bytes());
             f
         })
@@ -181,15 +144,8 @@ fn dec_ttl_drops_expiring_packets_and_counts_them() {
         .run();
     let survivors: Vec<_> = input.iter().filter(|f| f[22] == 2).collect();
     assert_eq!(out.output("p1").len(), survivors.len());
-    assert!(
-        out.output("p1")
-            .iter()
-            .all(|f| f[22] == 1 && checksums_ok(f))
-    );
-    assert_eq!(
-        out.drops("ttl_expired"),
-        (input.len() - survivors.len()) as u64
-    );
+    assert!(out.output("p1").iter().all(|f| f[22] == 1 && checksums_ok(f)));
+    assert_eq!(out.drops("ttl_expired"), (input.len() - survivors.len()) as u64);
 }
 
 #[test]
@@ -209,36 +165,16 @@ fn flood_and_in_port_reach_the_right_ports() {
 #[test]
 fn rule_counters_count_packets_and_bytes() {
     let input = traffic::mixed(1, 48);
-    let tcp = input
-        .iter()
-        .filter(|f| f.len() > 23 && f[12..14] == [8, 0] && f[23] == 6)
-        .count() as u64;
+    let tcp = input.iter().filter(|f| f.len() > 23 && f[12..14] == [8, 0] && f[23] == 6).count() as u64;
     let out = Switch::new()
         .port("p0", input.clone())
         .port("p1", vec![])
-        .rules(&[
-            "priority=5,tcp,actions=output:p1",
-            "priority=1,actions=drop",
-        ])
+        .rules(&["priority=5,tcp,actions=output:p1", "priority=1,actions=drop"])
         .run();
     let flows = out.flows();
-    assert_eq!(
-        flows[0],
-        ("priority=5,tcp actions=output:p1".to_string(), tcp)
-    );
-    assert_eq!(
-        flows[1],
-        (
-            "priority=1 actions=drop".to_string(),
-            input.len() as u64 - tcp
-        )
-    );
-    let bytes: u64 = out.stats["flows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["bytes"].as_u64().unwrap())
-        .sum();
+    assert_eq!(flows[0], ("priority=5,tcp actions=output:p1".to_string(), tcp));
+    assert_eq!(flows[1], ("priority=1 actions=drop".to_string(), input.len() as u64 - tcp));
+    let bytes: u64 = out.stats["flows"].as_array().unwrap().iter().map(|f| f["bytes"].as_u64().unwrap()).sum();
     assert_eq!(bytes, input.iter().map(|f| f.len() as u64).sum::<u64>());
 }
 
@@ -258,11 +194,15 @@ fn hard_timeout_expires_the_rule() {
         ])
         .run_for(2.5);
     assert!(out.port_stat("early", "tx_packets") > 0, "{}", out.log);
-    assert!(
-        out.port_stat("late", "tx_packets") > 0,
-        "rule never expired\n{}",
-        out.log
-    );
+    assert!(out.port_stat("late", "tx_packets") > 0, "rule never expired\n{}", out.log);
     let rules: Vec<String> = out.flows().into_iter().map(|(r, _)| r).collect();
     assert_eq!(rules, ["priority=1,in_port=src actions=output:late"]);
+}
+
+#[test]
+fn the_oracle_traffic_mix_passes_through_unchanged_and_tagged() {
+    let mix = traffic::oracle_mix(1, 96);
+    assert!(mix.iter().enumerate().all(|(i, f)| traffic::tag_of(f) == Some(i as u16)));
+    let out = Switch::new().port("p0", mix.clone()).port("p1", vec![]).rules(&["in_port=p0,actions=output:p1"]).run();
+    assert_eq!(out.output("p1"), mix.as_slice());
 }

@@ -38,10 +38,7 @@ impl Devargs {
     pub fn parse(text: &str, base_dir: &Path) -> Result<Self, String> {
         let text = text.trim();
         if text.is_empty() {
-            return Err(
-                "is empty: give a PCI address (0000:01:00.0) or a vdev (net_pcap0,rx_pcap=in.pcap)"
-                    .into(),
-            );
+            return Err("is empty: give a PCI address (0000:01:00.0) or a vdev (net_pcap0,rx_pcap=in.pcap)".into());
         }
         let mut parts = split_top_level(text)?.into_iter();
         let device = parts.next().unwrap_or_default();
@@ -52,11 +49,7 @@ impl Devargs {
             let Some((key, value)) = part.split_once('=') else {
                 return Err(format!("malformed argument {part:?}: expected key=value"));
             };
-            if key.is_empty()
-                || !key
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
+            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
                 return Err(format!("malformed argument {part:?}: bad key {key:?}"));
             }
             if value.is_empty() {
@@ -83,18 +76,12 @@ impl Devargs {
 
     /// The first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.args
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.args.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// Every value of `key`, in order (some drivers take a key several times, one per queue).
     pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.args
-            .iter()
-            .filter(move |(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.args.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
 
@@ -156,13 +143,8 @@ fn check_device_name(device: &str) -> Result<(), String> {
     if is_pci_address(device) {
         return Ok(());
     }
-    let ident = device
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic())
-        && device
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let ident = device.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && device.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if ident && (device.starts_with("net_") || device.starts_with("eth_")) {
         return Ok(());
     }
@@ -180,10 +162,7 @@ fn vdev_driver(device: &str) -> Option<&str> {
 }
 
 fn path_use(driver: &str, key: &str) -> Option<PathUse> {
-    PATH_KEYS
-        .iter()
-        .find(|(d, k, _)| *d == driver && *k == key)
-        .map(|(_, _, u)| *u)
+    PATH_KEYS.iter().find(|(d, k, _)| *d == driver && *k == key).map(|(_, _, u)| *u)
 }
 
 fn resolve_path(key: &str, value: &str, usage: PathUse, base_dir: &Path) -> Result<String, String> {
@@ -193,19 +172,14 @@ fn resolve_path(key: &str, value: &str, usage: PathUse, base_dir: &Path) -> Resu
             return Err(format!("{key}: file {} does not exist", path.display()));
         }
         PathUse::Output | PathUse::Socket => {
-            let dir = path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
             if !dir.is_dir() {
                 return Err(format!("{key}: directory {} does not exist", dir.display()));
             }
         }
         PathUse::Input => {}
     }
-    path.to_str()
-        .map(str::to_string)
-        .ok_or_else(|| format!("{key}: path {} is not valid UTF-8", path.display()))
+    path.to_str().map(str::to_string).ok_or_else(|| format!("{key}: path {} is not valid UTF-8", path.display()))
 }
 
 #[cfg(test)]
@@ -218,21 +192,10 @@ mod tests {
 
     #[test]
     fn accepts_vdevs_and_pci() {
-        assert_eq!(
-            parse("net_null0,no-rx=1").unwrap().to_string(),
-            "net_null0,no-rx=1"
-        );
+        assert_eq!(parse("net_null0,no-rx=1").unwrap().to_string(), "net_null0,no-rx=1");
         assert_eq!(parse("0000:01:00.0").unwrap().driver(), None);
-        assert_eq!(
-            parse("01:00.1,representor=[0,1]")
-                .unwrap()
-                .get("representor"),
-            Some("[0,1]")
-        );
-        assert_eq!(
-            parse("net_tap0,iface=ftap0").unwrap().driver(),
-            Some("net_tap")
-        );
+        assert_eq!(parse("01:00.1,representor=[0,1]").unwrap().get("representor"), Some("[0,1]"));
+        assert_eq!(parse("net_tap0,iface=ftap0").unwrap().driver(), Some("net_tap"));
     }
 
     #[test]

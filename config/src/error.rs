@@ -36,10 +36,7 @@ pub enum ConfigError {
 impl ConfigError {
     /// An invalid value in `field`.
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Invalid {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Self::Invalid { field: field.into(), reason: reason.into() }
     }
 
     /// The field the error is about, when it is about one.
@@ -55,12 +52,7 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Read { path, reason } => write!(f, "{}: cannot read: {reason}", path.display()),
-            Self::Syntax {
-                path,
-                line,
-                column,
-                message,
-            } => {
+            Self::Syntax { path, line, column, message } => {
                 write!(f, "{}:{line}:{column}: {message}", path.display())
             }
             Self::Invalid { field, reason } => write!(f, "{field}: {reason}"),

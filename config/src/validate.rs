@@ -14,37 +14,15 @@ const DESC_RANGE: (i64, i64) = (64, 16384);
 const DERIVED_EAL_OPTIONS: &[&str] = &["-l", "-c", "--lcores", "--main-lcore", "--master-lcore"];
 
 /// Words with a meaning of their own in flow syntax; a port cannot be called that.
-const RESERVED_PORT_NAMES: &[&str] = &[
-    "in_port",
-    "table",
-    "normal",
-    "flood",
-    "all",
-    "controller",
-    "local",
-    "none",
-    "any",
-    "drop",
-    "output",
-];
+const RESERVED_PORT_NAMES: &[&str] =
+    &["in_port", "table", "normal", "flood", "all", "controller", "local", "none", "any", "drop", "output"];
 
-pub(crate) fn validate(
-    text: &str,
-    source: &Path,
-    base: &Path,
-    host: &Host,
-) -> Result<Config, ConfigError> {
+pub(crate) fn validate(text: &str, source: &Path, base: &Path, host: &Host) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| syntax_error(text, source, &e))?;
     let eal_args = check_eal_args(raw.eal.args)?;
     let datapath = check_datapath(&raw.datapath, host)?;
     let ports = check_ports(&raw.ports, base)?;
-    let mut config = Config {
-        source: source.to_path_buf(),
-        eal_args,
-        datapath,
-        ports,
-        flows: Vec::new(),
-    };
+    let mut config = Config { source: source.to_path_buf(), eal_args, datapath, ports, flows: Vec::new() };
     config.flows = check_flows(&raw.flows, base, &config)?;
     Ok(config)
 }
@@ -54,42 +32,23 @@ fn syntax_error(text: &str, source: &Path, e: &toml::de::Error) -> ConfigError {
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    let mut message = e
-        .message()
-        .lines()
-        .next()
-        .unwrap_or("invalid TOML")
-        .trim()
-        .to_string();
+    let mut message = e.message().lines().next().unwrap_or("invalid TOML").trim().to_string();
     if let Some(field) = field_at(text, line) {
         if !message.contains('`') {
             message = format!("{field}: {message}");
         }
     }
-    ConfigError::Syntax {
-        path: source.to_path_buf(),
-        line,
-        column,
-        message,
-    }
+    ConfigError::Syntax { path: source.to_path_buf(), line, column, message }
 }
 
 /// The TOML path (`datapath.burst_size`, `port[1].ofport`) of the `key = value` on 1-based `line`.
 fn field_at(text: &str, line: usize) -> Option<String> {
     let lines: Vec<&str> = text.lines().collect();
     let key = lines.get(line - 1)?.split_once('=')?.0.trim();
-    if key.is_empty()
-        || !key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         return None;
     }
-    let header = lines[..line - 1]
-        .iter()
-        .rev()
-        .map(|l| l.trim())
-        .find(|l| l.starts_with('['));
+    let header = lines[..line - 1].iter().rev().map(|l| l.trim()).find(|l| l.starts_with('['));
     Some(match header {
         None => key.to_string(),
         Some(h) if h.starts_with("[[") => {
@@ -108,9 +67,9 @@ fn check_eal_args(args: Vec<String>) -> Result<Vec<String>, ConfigError> {
             return Err(ConfigError::invalid(field, "empty argument"));
         }
         let option = arg.split('=').next().unwrap_or(arg);
-        let derived = DERIVED_EAL_OPTIONS.iter().any(|o| {
-            option == *o || (o.len() == 2 && option.starts_with(o) && !option.starts_with("--"))
-        });
+        let derived = DERIVED_EAL_OPTIONS
+            .iter()
+            .any(|o| option == *o || (o.len() == 2 && option.starts_with(o) && !option.starts_with("--")));
         if derived {
             return Err(ConfigError::invalid(
                 field,
@@ -122,37 +81,20 @@ fn check_eal_args(args: Vec<String>) -> Result<Vec<String>, ConfigError> {
 }
 
 fn check_core(value: i64, field: String, host: &Host) -> Result<usize, ConfigError> {
-    let cpus = || {
-        host.cpus
-            .iter()
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let cpus = || host.cpus.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
     match usize::try_from(value) {
         Ok(core) if host.cpus.contains(&core) => Ok(core),
-        _ => Err(ConfigError::invalid(
-            field,
-            format!(
-                "core {value} does not exist (this machine has cores {})",
-                cpus()
-            ),
-        )),
+        _ => {
+            Err(ConfigError::invalid(field, format!("core {value} does not exist (this machine has cores {})", cpus())))
+        }
     }
 }
 
 fn check_datapath(raw: &RawDatapath, host: &Host) -> Result<Datapath, ConfigError> {
-    let control_core = check_core(
-        raw.control_core.unwrap_or(0),
-        "datapath.control_core".into(),
-        host,
-    )?;
+    let control_core = check_core(raw.control_core.unwrap_or(0), "datapath.control_core".into(), host)?;
     let pmd_raw = raw.pmd_cores.clone().unwrap_or_else(|| vec![1]);
     if pmd_raw.is_empty() {
-        return Err(ConfigError::invalid(
-            "datapath.pmd_cores",
-            "needs at least one core",
-        ));
+        return Err(ConfigError::invalid("datapath.pmd_cores", "needs at least one core"));
     }
     let mut pmd_cores = Vec::with_capacity(pmd_raw.len());
     for (i, &core) in pmd_raw.iter().enumerate() {
@@ -165,10 +107,7 @@ fn check_datapath(raw: &RawDatapath, host: &Host) -> Result<Datapath, ConfigErro
             ));
         }
         if pmd_cores.contains(&core) {
-            return Err(ConfigError::invalid(
-                field,
-                format!("core {core} is listed twice"),
-            ));
+            return Err(ConfigError::invalid(field, format!("core {core} is listed twice")));
         }
         pmd_cores.push(core);
     }
@@ -179,11 +118,7 @@ fn check_datapath(raw: &RawDatapath, host: &Host) -> Result<Datapath, ConfigErro
             format!("must be between 1 and {MAX_BURST_SIZE}, got {burst}"),
         ));
     }
-    Ok(Datapath {
-        pmd_cores,
-        control_core,
-        burst_size: burst as usize,
-    })
+    Ok(Datapath { pmd_cores, control_core, burst_size: burst as usize })
 }
 
 fn check_port_name(name: &str) -> Result<(), String> {
@@ -192,9 +127,7 @@ fn check_port_name(name: &str) -> Result<(), String> {
     }
     let valid = name.len() <= 32
         && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if !valid {
         return Err(format!(
             "{name:?} is not a valid port name (a letter, then up to 31 letters, digits, '_', '-' or '.')"
@@ -213,13 +146,7 @@ fn check_desc(value: Option<i64>, field: String) -> Result<u16, ConfigError> {
     if (DESC_RANGE.0..=DESC_RANGE.1).contains(&v) {
         Ok(v as u16)
     } else {
-        Err(ConfigError::invalid(
-            field,
-            format!(
-                "must be between {} and {}, got {v}",
-                DESC_RANGE.0, DESC_RANGE.1
-            ),
-        ))
+        Err(ConfigError::invalid(field, format!("must be between {} and {}, got {v}", DESC_RANGE.0, DESC_RANGE.1)))
     }
 }
 
@@ -231,16 +158,10 @@ fn check_ports(raw: &[RawPort], base: &Path) -> Result<Vec<PortConfig>, ConfigEr
         if let Some(n) = p.ofport {
             let field = format!("port[{i}].ofport");
             if !(1..=i64::from(OFPORT_MAX)).contains(&n) {
-                return Err(ConfigError::invalid(
-                    field,
-                    format!("must be between 1 and {OFPORT_MAX}, got {n}"),
-                ));
+                return Err(ConfigError::invalid(field, format!("must be between 1 and {OFPORT_MAX}, got {n}")));
             }
             if let Some(j) = ofport_owner.insert(n as OfPort, i) {
-                return Err(ConfigError::invalid(
-                    field,
-                    format!("ofport {n} is already used by port[{j}]"),
-                ));
+                return Err(ConfigError::invalid(field, format!("ofport {n} is already used by port[{j}]")));
             }
         }
     }
@@ -248,24 +169,13 @@ fn check_ports(raw: &[RawPort], base: &Path) -> Result<Vec<PortConfig>, ConfigEr
         let at = |key: &str| format!("port[{i}].{key}");
         check_port_name(&p.name).map_err(|r| ConfigError::invalid(at("name"), r))?;
         if let Some(j) = ports.iter().position(|q| q.name == p.name) {
-            return Err(ConfigError::invalid(
-                at("name"),
-                format!("{:?} is already the name of port[{j}]", p.name),
-            ));
+            return Err(ConfigError::invalid(at("name"), format!("{:?} is already the name of port[{j}]", p.name)));
         }
-        let devargs =
-            Devargs::parse(&p.devargs, base).map_err(|r| ConfigError::invalid(at("devargs"), r))?;
-        if let Some(j) = ports
-            .iter()
-            .position(|q| q.devargs.device() == devargs.device())
-        {
+        let devargs = Devargs::parse(&p.devargs, base).map_err(|r| ConfigError::invalid(at("devargs"), r))?;
+        if let Some(j) = ports.iter().position(|q| q.devargs.device() == devargs.device()) {
             return Err(ConfigError::invalid(
                 at("devargs"),
-                format!(
-                    "device {} is already used by port[{j}] ({})",
-                    devargs.device(),
-                    ports[j].name
-                ),
+                format!("device {} is already used by port[{j}] ({})", devargs.device(), ports[j].name),
             ));
         }
         let ofport = match p.ofport {
@@ -275,9 +185,7 @@ fn check_ports(raw: &[RawPort], base: &Path) -> Result<Vec<PortConfig>, ConfigEr
                 if let Some(&j) = ofport_owner.get(&n) {
                     return Err(ConfigError::invalid(
                         at("ofport"),
-                        format!(
-                            "the default ofport {n} (its position) is taken by port[{j}]; give an explicit ofport"
-                        ),
+                        format!("the default ofport {n} (its position) is taken by port[{j}]; give an explicit ofport"),
                     ));
                 }
                 ofport_owner.insert(n, i);
@@ -295,33 +203,24 @@ fn check_ports(raw: &[RawPort], base: &Path) -> Result<Vec<PortConfig>, ConfigEr
     Ok(ports)
 }
 
-fn check_flows(
-    raw: &RawFlows,
-    base: &Path,
-    ports: &dyn PortMap,
-) -> Result<Vec<FlowRule>, ConfigError> {
+fn check_flows(raw: &RawFlows, base: &Path, ports: &dyn PortMap) -> Result<Vec<FlowRule>, ConfigError> {
     let mut rules = Vec::new();
     for (i, text) in raw.rules.iter().enumerate() {
-        let rule = flow::parse_flow(text, ports).map_err(|r| {
-            ConfigError::invalid(format!("flows.rules[{i}]"), format!("{text:?}: {r}"))
-        })?;
+        let rule = flow::parse_flow(text, ports)
+            .map_err(|r| ConfigError::invalid(format!("flows.rules[{i}]"), format!("{text:?}: {r}")))?;
         rules.push(rule);
     }
     if let Some(file) = &raw.file {
         let path = base.join(file);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            ConfigError::invalid("flows.file", format!("cannot read {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError::invalid("flows.file", format!("cannot read {}: {e}", path.display())))?;
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let rule = flow::parse_flow(line, ports).map_err(|r| {
-                ConfigError::invalid(
-                    "flows.file",
-                    format!("{}:{}: {line:?}: {r}", path.display(), n + 1),
-                )
+                ConfigError::invalid("flows.file", format!("{}:{}: {line:?}: {r}", path.display(), n + 1))
             })?;
             rules.push(rule);
         }

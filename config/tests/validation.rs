@@ -6,20 +6,14 @@ use ferrovs_config::flow::Action;
 use ferrovs_config::{Config, ConfigError, Host};
 
 fn host() -> Host {
-    Host {
-        cpus: vec![0, 1, 2, 3],
-    }
+    Host { cpus: vec![0, 1, 2, 3] }
 }
 
 /// A directory holding `in.pcap` (an existing input file) and `flows.txt`.
 fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("in.pcap"), b"").unwrap();
-    std::fs::write(
-        dir.path().join("flows.txt"),
-        "# comment\n\npriority=5,in_port=p1,actions=output:p0\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("flows.txt"), "# comment\n\npriority=5,in_port=p1,actions=output:p0\n").unwrap();
     dir
 }
 
@@ -56,28 +50,13 @@ file = "flows.txt"
     );
     let config = check(&text, dir.path()).unwrap();
     assert_eq!(config.eal_args, ["--no-pci", "--in-memory"]);
-    assert_eq!(
-        (
-            config.datapath.pmd_cores.as_slice(),
-            config.datapath.control_core
-        ),
-        (&[1][..], 0)
-    );
+    assert_eq!((config.datapath.pmd_cores.as_slice(), config.datapath.control_core), (&[1][..], 0));
     assert_eq!(config.ports[0].ofport, 1);
     assert_eq!(config.ports[1].ofport, 2);
     let rx = dir.path().join("in.pcap");
-    assert_eq!(
-        config.ports[0].devargs.to_string(),
-        format!("net_pcap0,rx_pcap={}", rx.display())
-    );
+    assert_eq!(config.ports[0].devargs.to_string(), format!("net_pcap0,rx_pcap={}", rx.display()));
     assert_eq!(config.flows.len(), 2);
-    assert_eq!(
-        (
-            config.flows[0].matches.key.in_port(),
-            config.flows[0].matches.mask.in_port()
-        ),
-        (1, 0xffff)
-    );
+    assert_eq!((config.flows[0].matches.key.in_port(), config.flows[0].matches.mask.in_port()), (1, 0xffff));
     assert_eq!(config.flows[1].actions, vec![Action::Output(1)]);
     assert_eq!(config.flows[1].priority, 5);
 }
@@ -173,11 +152,7 @@ fn bad_configs_give_one_exact_line() {
 #[test]
 fn a_bad_line_in_the_flows_file_names_file_and_line() {
     let dir = fixture();
-    std::fs::write(
-        dir.path().join("bad.txt"),
-        "actions=drop\n# ok\nin_port=p0 actions=output:nowhere\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("bad.txt"), "actions=drop\n# ok\nin_port=p0 actions=output:nowhere\n").unwrap();
     let err = check(&format!("{PORTS}[flows]\nfile = \"bad.txt\"\n"), dir.path()).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -196,9 +171,5 @@ fn load_reads_relative_to_the_config_file() {
     let config = Config::load(&path, &host()).unwrap();
     assert_eq!(config.flows.len(), 1);
     let missing = Config::load(&dir.path().join("nope.toml"), &host()).unwrap_err();
-    assert!(
-        missing
-            .to_string()
-            .ends_with("nope.toml: cannot read: No such file or directory (os error 2)")
-    );
+    assert!(missing.to_string().ends_with("nope.toml: cannot read: No such file or directory (os error 2)"));
 }

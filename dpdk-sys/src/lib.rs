@@ -4,18 +4,8 @@
 //! Nothing here is safe to call directly: the `ferrovs_switch::dpdk` layer wraps every function used,
 //! with the reason each call is sound.
 
-#![allow(
-    non_upper_case_globals,
-    non_camel_case_types,
-    non_snake_case,
-    dead_code
-)]
-#![allow(
-    unsafe_op_in_unsafe_fn,
-    clippy::all,
-    clippy::undocumented_unsafe_blocks,
-    missing_docs
-)]
+#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code)]
+#![allow(unsafe_op_in_unsafe_fn, clippy::all, clippy::undocumented_unsafe_blocks, missing_docs)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 

@@ -61,11 +61,7 @@ impl FlowReport {
     /// The report line of `rule`, with port names from `names`.
     pub fn new(rule: &Rule, names: &dyn PortMap) -> Self {
         let (packets, bytes, _) = rule.stats.totals();
-        Self {
-            rule: rule.spec.display(names).to_string(),
-            packets,
-            bytes,
-        }
+        Self { rule: rule.spec.display(names).to_string(), packets, bytes }
     }
 }
 
@@ -164,17 +160,9 @@ impl Totals {
             t.idle_cycles += c.idle_cycles;
         }
         let rate = |n: u64| {
-            if secs > 0.0 {
-                n as f64 / secs / 1e6
-            } else {
-                0.0
-            }
+            if secs > 0.0 { n as f64 / secs / 1e6 } else { 0.0 }
         };
-        Self {
-            counters: (&t).into(),
-            rx_mpps: rate(t.rx_packets),
-            forwarded_mpps: rate(t.forwarded),
-        }
+        Self { counters: (&t).into(), rx_mpps: rate(t.rx_packets), forwarded_mpps: rate(t.forwarded) }
     }
 }
 
@@ -184,15 +172,7 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "{:<12} {:>6} {:<10} {:>4} {:>14} {:>14} {:>10} {:>10} {:>10}",
-            "port",
-            "ofport",
-            "driver",
-            "link",
-            "rx_packets",
-            "tx_packets",
-            "rx_missed",
-            "rx_errors",
-            "tx_errors"
+            "port", "ofport", "driver", "link", "rx_packets", "tx_packets", "rx_missed", "rx_errors", "tx_errors"
         )?;
         for p in &self.ports {
             let s = &p.stats;
@@ -213,15 +193,7 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "{:<6} {:>4} {:>14} {:>14} {:>14} {:>12} {:>10} {:>10} {:>7}",
-            "pmd",
-            "core",
-            "rx_packets",
-            "forwarded",
-            "tx_packets",
-            "dropped",
-            "cyc/pkt",
-            "pkt/batch",
-            "busy%"
+            "pmd", "core", "rx_packets", "forwarded", "tx_packets", "dropped", "cyc/pkt", "pkt/batch", "busy%"
         )?;
         for (i, p) in self.pmds.iter().enumerate() {
             let c = &p.counters;
@@ -243,42 +215,17 @@ impl fmt::Display for Report {
         if !self.flows.is_empty() {
             writeln!(f, "flows:")?;
             for fl in &self.flows {
-                writeln!(
-                    f,
-                    "  n_packets={}, n_bytes={}, {}",
-                    fl.packets, fl.bytes, fl.rule
-                )?;
+                writeln!(f, "  n_packets={}, n_bytes={}, {}", fl.packets, fl.bytes, fl.rule)?;
             }
         }
         let t = &self.totals;
-        let drops: Vec<String> = t
-            .counters
-            .drops
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        writeln!(
-            f,
-            "drops: {}",
-            if drops.is_empty() {
-                "none".to_string()
-            } else {
-                drops.join(" ")
-            }
-        )?;
+        let drops: Vec<String> = t.counters.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        writeln!(f, "drops: {}", if drops.is_empty() { "none".to_string() } else { drops.join(" ") })?;
         writeln!(
             f,
             "total: rx {} packets ({:.3} Mpps), forwarded {} ({:.3} Mpps), tx {} copies",
-            t.counters.rx_packets,
-            t.rx_mpps,
-            t.counters.forwarded,
-            t.forwarded_mpps,
-            t.counters.tx_packets
+            t.counters.rx_packets, t.rx_mpps, t.counters.forwarded, t.forwarded_mpps, t.counters.tx_packets
         )?;
-        write!(
-            f,
-            "mempool: {} of {} mbufs in use at exit",
-            self.mempool.in_use, self.mempool.capacity
-        )
+        write!(f, "mempool: {} of {} mbufs in use at exit", self.mempool.in_use, self.mempool.capacity)
     }
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use ferrovs_config::Config;
 
 use crate::dpdk::{
-    DEFAULT_DATA_ROOM, Eal, EalError, LcoreJob, LcorePanic, MAX_BURST, Mempool, MempoolError, Port,
-    PortError, PortSetup, rdtsc, tsc_hz,
+    DEFAULT_DATA_ROOM, Eal, EalError, LcoreJob, LcorePanic, MAX_BURST, Mempool, MempoolError, Port, PortError,
+    PortSetup, rdtsc, tsc_hz,
 };
 use crate::ofproto::{Ofproto, PortTable};
 use crate::packet::PortIdx;
@@ -75,17 +75,9 @@ pub struct RunOptions {
 pub fn eal_args(config: &Config) -> Vec<String> {
     let dp = &config.datapath;
     let lcores: Vec<String> = std::iter::once(format!("0@{}", dp.control_core))
-        .chain(
-            dp.pmd_cores
-                .iter()
-                .enumerate()
-                .map(|(i, c)| format!("{}@{c}", i + 1)),
-        )
+        .chain(dp.pmd_cores.iter().enumerate().map(|(i, c)| format!("{}@{c}", i + 1)))
         .collect();
-    let mut args = vec![
-        format!("--lcores={}", lcores.join(",")),
-        "--main-lcore=0".to_string(),
-    ];
+    let mut args = vec![format!("--lcores={}", lcores.join(",")), "--main-lcore=0".to_string()];
     args.extend(config.eal_args.iter().cloned());
     args
 }
@@ -103,25 +95,17 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
     let workers = eal.worker_lcores();
     let npmds = config.datapath.pmd_cores.len();
     if workers.len() < npmds {
-        return Err(RunError::Lcores {
-            got: workers.len(),
-            want: npmds,
-        });
+        return Err(RunError::Lcores { got: workers.len(), want: npmds });
     }
 
-    let port_table = Arc::new(PortTable::new(
-        config.ports.iter().map(|p| p.ofport).collect(),
-    ));
+    let port_table = Arc::new(PortTable::new(config.ports.iter().map(|p| p.ofport).collect()));
     // Rule counters: one slot per PMD, and one for the control thread.
     let mut ofproto = Ofproto::new(Arc::clone(&port_table), npmds + 1);
     let now = rdtsc();
     for rule in &config.flows {
         ofproto
             .add(rule.clone(), now)
-            .map_err(|reason| RunError::Rule {
-                rule: rule.display(config).to_string(),
-                reason,
-            })?;
+            .map_err(|reason| RunError::Rule { rule: rule.display(config).to_string(), reason })?;
     }
     ofproto.publish();
 
@@ -136,22 +120,11 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
             rx_desc: pc.rx_desc,
             tx_desc: pc.tx_desc,
         };
-        ports.push(SwitchPort {
-            port,
-            driver: info.driver,
-            setup,
-        });
+        ports.push(SwitchPort { port, driver: info.driver, setup });
     }
 
     let pool_size = mempool_size(config, &ports, npmds + 1);
-    let pool = Arc::new(Mempool::new(
-        &eal,
-        "ferrovs_mbufs",
-        pool_size,
-        MEMPOOL_CACHE,
-        DEFAULT_DATA_ROOM,
-        None,
-    )?);
+    let pool = Arc::new(Mempool::new(&eal, "ferrovs_mbufs", pool_size, MEMPOOL_CACHE, DEFAULT_DATA_ROOM, None)?);
     log::info!("mempool: {pool_size} mbufs of {DEFAULT_DATA_ROOM} B");
 
     for sp in &mut ports {
@@ -168,10 +141,7 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
             sp.setup.tx_queues,
             if link.up { "up" } else { "down" },
             link.speed_mbps,
-            mac.iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":")
+            mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
         );
     }
 
@@ -182,10 +152,7 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
         let (pmd, shared) = pmd;
         jobs.push((eal.launch(*lcore, move || pmd.run())?, shared));
     }
-    log::info!(
-        "forwarding with {npmds} PMD(s) on cores {:?}",
-        config.datapath.pmd_cores
-    );
+    log::info!("forwarding with {npmds} PMD(s) on cores {:?}", config.datapath.pmd_cores);
 
     wait_for_stop(opts, stop, started, &jobs, &mut ofproto);
 
@@ -197,44 +164,24 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
     for ((job, _), core) in jobs.into_iter().zip(&config.datapath.pmd_cores) {
         let lcore = job.lcore();
         let c = job.join()?;
-        pmd_reports.push(PmdReport {
-            core: *core,
-            lcore,
-            counters: (&c).into(),
-        });
+        pmd_reports.push(PmdReport { core: *core, lcore, counters: (&c).into() });
         counters.push(c);
     }
     let duration_secs = started.elapsed().as_secs_f64();
 
     let mut port_reports = Vec::with_capacity(ports.len());
     for (sp, pc) in ports.into_iter().zip(&config.ports) {
-        let SwitchPort {
-            mut port, driver, ..
-        } = sp;
+        let SwitchPort { mut port, driver, .. } = sp;
         let link_up = port.link().map(|l| l.up).unwrap_or(false);
         port.stop()?;
         let stats = port.stats()?;
         port.close()?;
-        port_reports.push(PortReport {
-            name: pc.name.clone(),
-            ofport: pc.ofport,
-            driver,
-            link_up,
-            stats,
-        });
+        port_reports.push(PortReport { name: pc.name.clone(), ofport: pc.ofport, driver, link_up, stats });
     }
-    let mempool = MempoolReport {
-        capacity: pool.capacity(),
-        in_use: pool.in_use(),
-    };
+    let mempool = MempoolReport { capacity: pool.capacity(), in_use: pool.in_use() };
     drop(pool);
 
-    let flows = ofproto
-        .tables()
-        .rules()
-        .iter()
-        .map(|r| FlowReport::new(r, config))
-        .collect();
+    let flows = ofproto.tables().rules().iter().map(|r| FlowReport::new(r, config)).collect();
     Ok(Report {
         duration_secs,
         tsc_hz: tsc_hz(),
@@ -267,9 +214,7 @@ fn build_pmds(
         }
     }
     // tx[pmd][port]
-    let mut tx: Vec<Vec<TxBuffer>> = (0..npmds)
-        .map(|_| Vec::with_capacity(ports.len()))
-        .collect();
+    let mut tx: Vec<Vec<TxBuffer>> = (0..npmds).map(|_| Vec::with_capacity(ports.len())).collect();
     for sp in ports.iter_mut() {
         let nq = usize::from(sp.setup.tx_queues);
         let mut handles: Vec<Vec<_>> = Vec::with_capacity(nq);
@@ -356,16 +301,8 @@ fn mempool_size(config: &Config, ports: &[SwitchPort], lcores: usize) -> u32 {
     let preloaded: u64 = config
         .ports
         .iter()
-        .filter(|p| {
-            p.devargs.driver() == Some("net_pcap") && p.devargs.get("infinite_rx") == Some("1")
-        })
-        .flat_map(|p| {
-            p.devargs
-                .get_all("rx_pcap")
-                .map(Path::new)
-                .map(pcap_packets)
-                .collect::<Vec<_>>()
-        })
+        .filter(|p| p.devargs.driver() == Some("net_pcap") && p.devargs.get("infinite_rx") == Some("1"))
+        .flat_map(|p| p.devargs.get_all("rx_pcap").map(Path::new).map(pcap_packets).collect::<Vec<_>>())
         .sum();
     let total = rings + preloaded + per_lcore * lcores as u64 + 2048;
     u32::try_from(total).unwrap_or(u32::MAX)

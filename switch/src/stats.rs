@@ -67,10 +67,7 @@ impl DropCounts {
 
     /// (name, count) for every reason with a nonzero count.
     pub fn nonzero(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        DropReason::ALL
-            .iter()
-            .map(|&r| (r.name(), self.get(r)))
-            .filter(|&(_, n)| n > 0)
+        DropReason::ALL.iter().map(|&r| (r.name(), self.get(r))).filter(|&(_, n)| n > 0)
     }
 
     /// Sums two sets of counts.
@@ -132,15 +129,7 @@ const PUBLISHED_WORDS: usize = FIXED_WORDS + DropReason::COUNT;
 impl PublishedCounters {
     /// Publishes a snapshot (PMD thread only).
     pub fn publish(&self, c: &PmdCounters) {
-        let fixed = [
-            c.rx_packets,
-            c.forwarded,
-            c.tx_packets,
-            c.iterations,
-            c.batches,
-            c.busy_cycles,
-            c.idle_cycles,
-        ];
+        let fixed = [c.rx_packets, c.forwarded, c.tx_packets, c.iterations, c.batches, c.busy_cycles, c.idle_cycles];
         for (w, v) in self.words.iter().zip(fixed.iter().chain(c.drops.0.iter())) {
             w.store(*v, Ordering::Relaxed);
         }
@@ -148,8 +137,7 @@ impl PublishedCounters {
 
     /// Reads the latest snapshot.
     pub fn read(&self) -> PmdCounters {
-        let w: [u64; PUBLISHED_WORDS] =
-            std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed));
+        let w: [u64; PUBLISHED_WORDS] = std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed));
         let mut drops = DropCounts::default();
         drops.0.copy_from_slice(&w[FIXED_WORDS..]);
         PmdCounters {

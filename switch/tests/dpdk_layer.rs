@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use ferrovs_switch::dpdk::{
-    Burst, DEFAULT_DATA_ROOM, Eal, EalError, MAX_BURST, Mempool, Port, PortError, PortSetup,
-};
+use ferrovs_switch::dpdk::{Burst, DEFAULT_DATA_ROOM, Eal, EalError, MAX_BURST, Mempool, Port, PortError, PortSetup};
 
 fn eal() -> Eal {
     let prefix = format!("ferrovs-test-{}", std::process::id());
@@ -29,12 +27,8 @@ fn eal() -> Eal {
 #[test]
 fn safe_layer_frees_every_mbuf_exactly_once() {
     let eal = eal();
-    assert!(matches!(
-        Eal::init(&["--no-huge"]),
-        Err(EalError::AlreadyInitialised)
-    ));
-    let pool =
-        Arc::new(Mempool::new(&eal, "test_pool", 4095, 32, DEFAULT_DATA_ROOM, None).unwrap());
+    assert!(matches!(Eal::init(&["--no-huge"]), Err(EalError::AlreadyInitialised)));
+    let pool = Arc::new(Mempool::new(&eal, "test_pool", 4095, 32, DEFAULT_DATA_ROOM, None).unwrap());
     let base = pool.in_use();
     assert_eq!(base, 0);
 
@@ -58,17 +52,11 @@ fn mbufs_are_freed_once(pool: &Mempool) {
     assert_eq!(m.data(), b"hello, switch");
     m.data_mut().unwrap()[0] = b'H';
     assert_eq!(&m.data()[..5], b"Hello");
-    assert!(
-        m.append(&vec![0u8; 70_000]).is_err(),
-        "no room for a jumbo append"
-    );
+    assert!(m.append(&vec![0u8; 70_000]).is_err(), "no room for a jumbo append");
 
     let copy = m.share();
     assert_eq!(pool.in_use(), 1, "sharing does not allocate");
-    assert!(
-        m.data_mut().is_none() && !copy.is_writable(),
-        "shared buffers are read-only"
-    );
+    assert!(m.data_mut().is_none() && !copy.is_writable(), "shared buffers are read-only");
     assert_eq!(copy.data(), m.data());
     drop(m);
     assert_eq!(pool.in_use(), 1, "one owner left");
@@ -94,10 +82,7 @@ fn bursts_free_what_they_hold(pool: &Mempool) {
     // Take a few out in order; the rest are freed when the drain drops.
     let firsts: Vec<_> = burst.drain().take(3).collect();
     assert!(burst.is_empty());
-    assert_eq!(
-        firsts.iter().map(|m| m.data()[0]).collect::<Vec<_>>(),
-        [0, 1, 2]
-    );
+    assert_eq!(firsts.iter().map(|m| m.data()[0]).collect::<Vec<_>>(), [0, 1, 2]);
     assert_eq!(pool.in_use(), 3);
     drop(firsts);
 
@@ -119,30 +104,19 @@ fn ports_hand_out_queues_once_and_return_their_mbufs(eal: &Eal, pool: &Arc<Mempo
     let mut src = Port::attach(eal, "src", "net_null0,size=64").unwrap();
     let mut dst = Port::attach(eal, "dst", "net_null1,no-rx=1").unwrap();
     assert_eq!(src.info().unwrap().driver, "net_null");
-    let setup = PortSetup {
-        rx_queues: 1,
-        tx_queues: 1,
-        rx_desc: 256,
-        tx_desc: 256,
-    };
+    let setup = PortSetup { rx_queues: 1, tx_queues: 1, rx_desc: 256, tx_desc: 256 };
     for port in [&mut src, &mut dst] {
         port.configure(&setup, pool).unwrap();
         port.start().unwrap();
     }
-    let too_many = PortSetup {
-        rx_queues: 4096,
-        ..setup.clone()
-    };
+    let too_many = PortSetup { rx_queues: 4096, ..setup.clone() };
     assert!(matches!(
         dst.configure(&too_many, pool),
         Err(PortError::TooManyQueues { .. }) | Err(PortError::Call { .. })
     ));
 
     let mut rxq = src.rx_queue(0).unwrap();
-    assert!(matches!(
-        src.rx_queue(0),
-        Err(PortError::QueueUnavailable { .. })
-    ));
+    assert!(matches!(src.rx_queue(0), Err(PortError::QueueUnavailable { .. })));
     let mut txq = dst.tx_queue(0, 1).unwrap().pop().unwrap();
     assert!(!txq.is_shared());
 
@@ -160,10 +134,7 @@ fn ports_hand_out_queues_once_and_return_their_mbufs(eal: &Eal, pool: &Arc<Mempo
     assert_eq!(burst.len(), 8);
     drop(burst);
 
-    assert!(
-        matches!(src.stop(), Err(PortError::QueuesInUse { count: 1, .. })),
-        "stop refused while polled"
-    );
+    assert!(matches!(src.stop(), Err(PortError::QueuesInUse { count: 1, .. })), "stop refused while polled");
     drop(rxq);
     drop(txq);
     assert_eq!(src.stats().unwrap().rx_packets, 40);
@@ -187,13 +158,9 @@ fn lcore_jobs_return_values_and_panics(eal: &Eal) {
     let err = job.join().unwrap_err();
     std::panic::set_hook(quiet);
     assert_eq!((err.lcore, err.message.as_str()), (1, "pmd exploded"));
-    assert!(matches!(
-        eal.launch(7, || 0),
-        Err(EalError::Launch { lcore: 7, .. })
-    ));
+    assert!(matches!(eal.launch(7, || 0), Err(EalError::Launch { lcore: 7, .. })));
     // From a thread EAL does not know, launching is refused rather than undefined.
     let other = eal.clone();
-    let refused =
-        std::thread::spawn(move || matches!(other.launch(1, || 0), Err(EalError::NotMainLcore)));
+    let refused = std::thread::spawn(move || matches!(other.launch(1, || 0), Err(EalError::NotMainLcore)));
     assert!(refused.join().unwrap());
 }

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod ovs;
 pub mod traffic;
 
 use std::collections::BTreeMap;
@@ -23,36 +24,21 @@ pub fn ferrovs() -> Command {
 /// Writes `packets` to a pcap file.
 pub fn write_pcap(path: &Path, packets: &[Vec<u8>]) {
     let file = std::fs::File::create(path).unwrap();
-    let header = PcapHeader {
-        datalink: DataLink::ETHERNET,
-        snaplen: 65535,
-        ..Default::default()
-    };
+    let header = PcapHeader { datalink: DataLink::ETHERNET, snaplen: 65535, ..Default::default() };
     let mut w = PcapWriter::with_header(file, header).unwrap();
     for p in packets {
-        w.write_packet(&PcapPacket::new(
-            std::time::Duration::ZERO,
-            p.len() as u32,
-            p,
-        ))
-        .unwrap();
+        w.write_packet(&PcapPacket::new(std::time::Duration::ZERO, p.len() as u32, p)).unwrap();
     }
 }
 
 /// Reads every packet of a pcap file.
 pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut r =
-        PcapReader::new(file).unwrap_or_else(|e| panic!("{}: not a pcap: {e}", path.display()));
+    let mut r = PcapReader::new(file).unwrap_or_else(|e| panic!("{}: not a pcap: {e}", path.display()));
     let mut out = Vec::new();
     while let Some(p) = r.next_packet() {
         let p = p.unwrap_or_else(|e| panic!("{}: truncated: {e}", path.display()));
-        assert_eq!(
-            p.orig_len as usize,
-            p.data.len(),
-            "{}: packet captured short",
-            path.display()
-        );
+        assert_eq!(p.orig_len as usize, p.data.len(), "{}: packet captured short", path.display());
         out.push(p.data.into_owned());
     }
     out
@@ -94,11 +80,7 @@ impl Switch {
 
     /// Adds a port that receives `input` (in order) and captures what it transmits.
     pub fn port(mut self, name: &str, input: Vec<Vec<u8>>) -> Self {
-        self.ports.push(PortDef {
-            name: name.into(),
-            input,
-            devargs: None,
-        });
+        self.ports.push(PortDef { name: name.into(), input, devargs: None });
         self
     }
 
@@ -106,11 +88,7 @@ impl Switch {
     /// and output are not managed by the harness.
     pub fn raw_port(mut self, name: &str, devargs: &str) -> Self {
         let devargs = devargs.replace("{dir}", &self.dir.path().display().to_string());
-        self.ports.push(PortDef {
-            name: name.into(),
-            input: Vec::new(),
-            devargs: Some(devargs),
-        });
+        self.ports.push(PortDef { name: name.into(), input: Vec::new(), devargs: Some(devargs) });
         self
     }
 
@@ -147,25 +125,17 @@ impl Switch {
 
     /// Writes the inputs and the config; returns the config's path.
     pub fn write(&self) -> PathBuf {
-        let mut toml = String::from(
-            "[eal]\nargs = [\"--no-pci\", \"--in-memory\", \"--log-level=lib.eal:warning\"]\n",
-        );
+        let mut toml = String::from("[eal]\nargs = [\"--no-pci\", \"--in-memory\", \"--log-level=lib.eal:warning\"]\n");
         toml.push_str("[datapath]\npmd_cores = [1]\ncontrol_core = 0\n");
         for (i, p) in self.ports.iter().enumerate() {
             let devargs = match &p.devargs {
                 Some(d) => d.clone(),
                 None => {
                     write_pcap(&self.input_path(&p.name), &p.input);
-                    format!(
-                        "net_pcap{i},rx_pcap={}.in.pcap,tx_pcap={}.out.pcap",
-                        p.name, p.name
-                    )
+                    format!("net_pcap{i},rx_pcap={}.in.pcap,tx_pcap={}.out.pcap", p.name, p.name)
                 }
             };
-            toml.push_str(&format!(
-                "[[port]]\nname = \"{}\"\ndevargs = \"{devargs}\"\n",
-                p.name
-            ));
+            toml.push_str(&format!("[[port]]\nname = \"{}\"\ndevargs = \"{devargs}\"\n", p.name));
         }
         toml.push_str("[flows]\nrules = [\n");
         for r in &self.rules {
@@ -185,10 +155,7 @@ impl Switch {
     /// Runs the switch until it has received every input packet, and collects what came out.
     pub fn run(&self) -> Outcome {
         let sent: usize = self.ports.iter().map(|p| p.input.len()).sum();
-        let outcome = self.run_with(
-            &["--stop-after-rx", &sent.to_string(), "--duration", "120"],
-            sent as u64,
-        );
+        let outcome = self.run_with(&["--stop-after-rx", &sent.to_string(), "--duration", "120"], sent as u64);
         outcome.assert_conserved();
         outcome
     }
@@ -196,11 +163,7 @@ impl Switch {
     /// Runs the switch for `secs` seconds (for endless sources); checks only that nothing leaked.
     pub fn run_for(&self, secs: f64) -> Outcome {
         let outcome = self.run_with(&["--duration", &secs.to_string()], 0);
-        assert_eq!(
-            outcome.stats["mempool"]["in_use"], 0,
-            "mbufs leaked\n{}",
-            outcome.log
-        );
+        assert_eq!(outcome.stats["mempool"]["in_use"], 0, "mbufs leaked\n{}", outcome.log);
         outcome
     }
 
@@ -238,25 +201,15 @@ impl Outcome {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        assert!(
-            output.status.success(),
-            "ferrovs failed ({}):\n{log}",
-            output.status
-        );
-        let stats: Value =
-            serde_json::from_str(&std::fs::read_to_string(stats_path).unwrap()).unwrap();
+        assert!(output.status.success(), "ferrovs failed ({}):\n{log}", output.status);
+        let stats: Value = serde_json::from_str(&std::fs::read_to_string(stats_path).unwrap()).unwrap();
         let out = switch
             .ports
             .iter()
             .filter(|p| p.devargs.is_none())
             .map(|p| (p.name.clone(), read_pcap(&switch.output_path(&p.name))))
             .collect();
-        Self {
-            out,
-            stats,
-            sent,
-            log,
-        }
+        Self { out, stats, sent, log }
     }
 
     /// What port `name` transmitted.
@@ -266,49 +219,29 @@ impl Outcome {
 
     /// The total count of drops for `reason` (0 if none).
     pub fn drops(&self, reason: &str) -> u64 {
-        self.stats["totals"]["counters"]["drops"][reason]
-            .as_u64()
-            .unwrap_or(0)
+        self.stats["totals"]["counters"]["drops"][reason].as_u64().unwrap_or(0)
     }
 
     /// A total counter.
     pub fn total(&self, name: &str) -> u64 {
-        self.stats["totals"]["counters"][name]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no counter {name}"))
+        self.stats["totals"]["counters"][name].as_u64().unwrap_or_else(|| panic!("no counter {name}"))
     }
 
     /// A port's driver counter.
     pub fn port_stat(&self, port: &str, name: &str) -> u64 {
         let ports = self.stats["ports"].as_array().unwrap();
-        let p = ports
-            .iter()
-            .find(|p| p["name"] == port)
-            .unwrap_or_else(|| panic!("no port {port}"));
+        let p = ports.iter().find(|p| p["name"] == port).unwrap_or_else(|| panic!("no port {port}"));
         p["stats"][name].as_u64().unwrap()
     }
 
     /// The installed rules at exit: (rule text, packets).
     pub fn flows(&self) -> Vec<(String, u64)> {
         let flows = self.stats["flows"].as_array().unwrap();
-        flows
-            .iter()
-            .map(|f| {
-                (
-                    f["rule"].as_str().unwrap().to_string(),
-                    f["packets"].as_u64().unwrap(),
-                )
-            })
-            .collect()
+        flows.iter().map(|f| (f["rule"].as_str().unwrap().to_string(), f["packets"].as_u64().unwrap())).collect()
     }
 
     fn port_sum(&self, name: &str) -> u64 {
-        self.stats["ports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["stats"][name].as_u64().unwrap())
-            .sum()
+        self.stats["ports"].as_array().unwrap().iter().map(|p| p["stats"][name].as_u64().unwrap()).sum()
     }
 
     /// Every packet is accounted for: received = forwarded + dropped; every copy the PMDs
@@ -316,32 +249,13 @@ impl Outcome {
     pub fn assert_conserved(&self) {
         let ctx = &self.log;
         let rx = self.total("rx_packets");
-        assert_eq!(
-            rx, self.sent,
-            "switch received {rx} of {} packets\n{ctx}",
-            self.sent
-        );
-        assert_eq!(
-            self.port_sum("rx_packets"),
-            rx,
-            "ports and PMDs disagree on rx\n{ctx}"
-        );
-        assert_eq!(
-            rx,
-            self.total("forwarded") + self.total("dropped_packets"),
-            "rx != forwarded + dropped\n{ctx}"
-        );
+        assert_eq!(rx, self.sent, "switch received {rx} of {} packets\n{ctx}", self.sent);
+        assert_eq!(self.port_sum("rx_packets"), rx, "ports and PMDs disagree on rx\n{ctx}");
+        assert_eq!(rx, self.total("forwarded") + self.total("dropped_packets"), "rx != forwarded + dropped\n{ctx}");
         let tx = self.total("tx_packets");
-        assert_eq!(
-            self.port_sum("tx_packets"),
-            tx,
-            "ports and PMDs disagree on tx\n{ctx}"
-        );
+        assert_eq!(self.port_sum("tx_packets"), tx, "ports and PMDs disagree on tx\n{ctx}");
         let captured: usize = self.out.values().map(Vec::len).sum();
-        assert_eq!(
-            captured as u64, tx,
-            "captures hold {captured} packets, PMDs sent {tx}\n{ctx}"
-        );
+        assert_eq!(captured as u64, tx, "captures hold {captured} packets, PMDs sent {tx}\n{ctx}");
         let in_use = self.stats["mempool"]["in_use"].as_u64().unwrap();
         assert_eq!(in_use, 0, "{in_use} mbufs leaked\n{ctx}");
     }

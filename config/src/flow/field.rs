@@ -35,6 +35,12 @@ pub enum Field {
     ArpTha,
     TpSrc,
     TpDst,
+    TcpSrc,
+    TcpDst,
+    UdpSrc,
+    UdpDst,
+    SctpSrc,
+    SctpDst,
     TcpFlags,
     IcmpType,
     IcmpCode,
@@ -86,6 +92,12 @@ pub enum Prereq {
     L4,
     /// TCP.
     Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+    /// A VLAN tag (`dl_vlan=`, `vlan_tci=0x1000/0x1000`, or an action that pushes one).
+    Vlan,
     /// ICMPv4.
     Icmpv4,
     /// ICMPv6.
@@ -104,6 +116,9 @@ impl Prereq {
             Prereq::Arp => "arp",
             Prereq::L4 => "tcp, udp or sctp (or tcp6, udp6, sctp6)",
             Prereq::Tcp => "tcp or tcp6",
+            Prereq::Udp => "udp or udp6",
+            Prereq::Sctp => "sctp or sctp6",
+            Prereq::Vlan => "a VLAN tag (dl_vlan=N or vlan_tci=0x1000/0x1000, or push_vlan/mod_vlan_vid first)",
             Prereq::Icmpv4 => "icmp",
             Prereq::Icmpv6 => "icmp6",
         }
@@ -121,6 +136,10 @@ impl Prereq {
             Prereq::Arp => matches!(dl_type, eth_type::ARP | eth_type::RARP),
             Prereq::L4 => ip && matches!(nw_proto, ip_proto::TCP | ip_proto::UDP | ip_proto::SCTP),
             Prereq::Tcp => ip && nw_proto == ip_proto::TCP,
+            Prereq::Udp => ip && nw_proto == ip_proto::UDP,
+            Prereq::Sctp => ip && nw_proto == ip_proto::SCTP,
+            // Not a matter of dl_type/nw_proto: checked on the VLAN bits (see `satisfied_by`).
+            Prereq::Vlan => true,
             Prereq::Icmpv4 => dl_type == eth_type::IPV4 && nw_proto == ip_proto::ICMP,
             Prereq::Icmpv6 => dl_type == eth_type::IPV6 && nw_proto == ip_proto::ICMPV6,
         }
@@ -128,10 +147,11 @@ impl Prereq {
 
     /// Whether a match guarantees it (dl_type, and nw_proto where needed, matched exactly).
     pub fn satisfied_by(self, m: &Match) -> bool {
-        let needs_proto = matches!(
-            self,
-            Prereq::L4 | Prereq::Tcp | Prereq::Icmpv4 | Prereq::Icmpv6
-        );
+        if self == Prereq::Vlan {
+            return m.mask.vlan_tci() & VLAN_CFI != 0 && m.key.vlan_tci() & VLAN_CFI != 0;
+        }
+        let needs_proto =
+            matches!(self, Prereq::L4 | Prereq::Tcp | Prereq::Udp | Prereq::Sctp | Prereq::Icmpv4 | Prereq::Icmpv6);
         match (m.exact_dl_type(), m.exact_nw_proto()) {
             _ if self == Prereq::None => true,
             (Some(t), Some(p)) => self.holds(t, p),
@@ -229,32 +249,32 @@ pub const FIELDS: &[FieldDef] = &[
     def!(F::NwEcn, "nw_ecn", &["ip_ecn"], off::NW_TOS, 1, 0x03, 0, Fm::Dec, false, true, P::Ip),
     def!(F::NwTtl, "nw_ttl", &["ip_ttl"], off::NW_TTL, 1, 0xff, 0, Fm::Dec, false, true, P::Ip),
     def!(F::IpFrag, "ip_frag", &["nw_frag"], off::NW_FRAG, 1, 0x03, 0, Fm::Frag, true, false, P::Ip),
-    def!(F::TpSrc, "tp_src", &["tcp_src", "udp_src", "sctp_src"], off::TP_SRC, 2, 0xffff, 0, Fm::Dec, true, true, P::L4),
-    def!(F::TpDst, "tp_dst", &["tcp_dst", "udp_dst", "sctp_dst"], off::TP_DST, 2, 0xffff, 0, Fm::Dec, true, true, P::L4),
+    def!(F::TpSrc, "tp_src", &[], off::TP_SRC, 2, 0xffff, 0, Fm::Dec, true, false, P::L4),
+    def!(F::TpDst, "tp_dst", &[], off::TP_DST, 2, 0xffff, 0, Fm::Dec, true, false, P::L4),
+    def!(F::TcpSrc, "tcp_src", &[], off::TP_SRC, 2, 0xffff, 0, Fm::Dec, true, true, P::Tcp),
+    def!(F::TcpDst, "tcp_dst", &[], off::TP_DST, 2, 0xffff, 0, Fm::Dec, true, true, P::Tcp),
+    def!(F::UdpSrc, "udp_src", &[], off::TP_SRC, 2, 0xffff, 0, Fm::Dec, true, true, P::Udp),
+    def!(F::UdpDst, "udp_dst", &[], off::TP_DST, 2, 0xffff, 0, Fm::Dec, true, true, P::Udp),
+    def!(F::SctpSrc, "sctp_src", &[], off::TP_SRC, 2, 0xffff, 0, Fm::Dec, true, true, P::Sctp),
+    def!(F::SctpDst, "sctp_dst", &[], off::TP_DST, 2, 0xffff, 0, Fm::Dec, true, true, P::Sctp),
     def!(F::TcpFlags, "tcp_flags", &[], off::TCP_FLAGS, 2, 0x0fff, 0, Fm::TcpFlags, true, false, P::Tcp),
     def!(F::IcmpType, "icmp_type", &["icmpv4_type"], off::TP_SRC, 2, 0xff, 0, Fm::Dec, false, true, P::Icmpv4),
     def!(F::IcmpCode, "icmp_code", &["icmpv4_code"], off::TP_DST, 2, 0xff, 0, Fm::Dec, false, true, P::Icmpv4),
     def!(F::Icmpv6Type, "icmpv6_type", &[], off::TP_SRC, 2, 0xff, 0, Fm::Dec, false, true, P::Icmpv6),
     def!(F::Icmpv6Code, "icmpv6_code", &[], off::TP_DST, 2, 0xff, 0, Fm::Dec, false, true, P::Icmpv6),
-    set_only(def!(F::VlanVid, "vlan_vid", &[], off::VLAN_TCI, 2, 0x0fff, 0, Fm::Dec, false, true, P::None)),
-    set_only(def!(F::VlanPcp, "vlan_pcp", &[], off::VLAN_TCI, 2, 0xe000, 13, Fm::Dec, false, true, P::None)),
+    set_only(def!(F::VlanVid, "vlan_vid", &[], off::VLAN_TCI, 2, 0x0fff, 0, Fm::Dec, false, true, P::Vlan)),
+    set_only(def!(F::VlanPcp, "vlan_pcp", &[], off::VLAN_TCI, 2, 0xe000, 13, Fm::Dec, false, true, P::Vlan)),
 ];
 
 impl Field {
     /// The field's definition.
     pub fn def(self) -> &'static FieldDef {
-        FIELDS
-            .iter()
-            .find(|d| d.field == self)
-            .expect("every field has a definition")
+        FIELDS.iter().find(|d| d.field == self).expect("every field has a definition")
     }
 
     /// Looks a field up by any of its names.
     pub fn by_name(name: &str) -> Option<Field> {
-        FIELDS
-            .iter()
-            .find(|d| d.name == name || d.aliases.contains(&name))
-            .map(|d| d.field)
+        FIELDS.iter().find(|d| d.name == name || d.aliases.contains(&name)).map(|d| d.field)
     }
 
     /// The field's name.
@@ -275,18 +295,9 @@ impl FieldDef {
         match self.field {
             // dl_vlan=0xffff means "no VLAN tag".
             F::DlVlan if value == 0xffff => (0, 0xffff),
-            F::DlVlan => (
-                value | u128::from(VLAN_CFI),
-                self.bits | u128::from(VLAN_CFI),
-            ),
-            F::DlVlanPcp => (
-                (value << 13) | u128::from(VLAN_CFI),
-                self.bits | u128::from(VLAN_CFI),
-            ),
-            _ => (
-                (value << self.shift) & self.bits,
-                (mask << self.shift) & self.bits,
-            ),
+            F::DlVlan => (value | u128::from(VLAN_CFI), self.bits | u128::from(VLAN_CFI)),
+            F::DlVlanPcp => ((value << 13) | u128::from(VLAN_CFI), self.bits | u128::from(VLAN_CFI)),
+            _ => ((value << self.shift) & self.bits, (mask << self.shift) & self.bits),
         }
     }
 
@@ -305,9 +316,7 @@ impl FieldDef {
 
 /// The `len`-byte big-endian integer at `offset`.
 pub fn read_be(key: &FlowKey, offset: usize, len: usize) -> u128 {
-    key.0[offset..offset + len]
-        .iter()
-        .fold(0u128, |acc, b| (acc << 8) | u128::from(*b))
+    key.0[offset..offset + len].iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b))
 }
 
 /// Writes the low `len` bytes of `v`, big-endian, at `offset`.
@@ -340,10 +349,7 @@ pub fn parse_mac(text: &str) -> Option<u128> {
 /// Formats a 48-bit number as a MAC address.
 pub fn format_mac(v: u128) -> String {
     let b = (v as u64).to_be_bytes();
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        b[2], b[3], b[4], b[5], b[6], b[7]
-    )
+    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[2], b[3], b[4], b[5], b[6], b[7])
 }
 
 /// TCP flag names, as `ovs-ofctl` writes them, by bit.
@@ -360,13 +366,8 @@ pub const TCP_FLAG_NAMES: &[(&str, u16)] = &[
 ];
 
 /// `ip_frag` values and their (value, mask).
-pub const FRAG_NAMES: &[(&str, u8, u8)] = &[
-    ("no", 0, 3),
-    ("yes", 1, 1),
-    ("first", 1, 3),
-    ("later", 3, 3),
-    ("not_later", 0, 2),
-];
+pub const FRAG_NAMES: &[(&str, u8, u8)] =
+    &[("no", 0, 3), ("yes", 1, 1), ("first", 1, 3), ("later", 3, 3), ("not_later", 0, 2)];
 
 /// Parses a value (and optional mask) of `def`'s format; ports are resolved by the caller.
 /// Returns (value, mask) in user units; the mask is all ones when absent.
@@ -385,9 +386,7 @@ pub fn parse_value(def: &FieldDef, text: &str) -> Result<(u128, u128), String> {
         Format::Port => return Err(format!("{name}: internal: ports are parsed by the caller")),
         Format::Mac => {
             let v = parse_mac(value).ok_or_else(|| bad("a MAC address (aa:bb:cc:dd:ee:ff)"))?;
-            let m = mask
-                .map(|m| parse_mac(m).ok_or_else(|| bad("a MAC address with a MAC mask")))
-                .transpose()?;
+            let m = mask.map(|m| parse_mac(m).ok_or_else(|| bad("a MAC address with a MAC mask"))).transpose()?;
             (v, m.unwrap_or(full))
         }
         Format::Ipv4 => {
@@ -397,10 +396,7 @@ pub fn parse_value(def: &FieldDef, text: &str) -> Result<(u128, u128), String> {
                 Some(m) => match m.parse::<u32>() {
                     Ok(p) if p <= 32 => u128::from(u32::MAX.checked_shl(32 - p).unwrap_or(0)),
                     Ok(_) => return Err(format!("{name}: prefix length must be 0 to 32")),
-                    Err(_) => u128::from(u32::from(
-                        m.parse::<Ipv4Addr>()
-                            .map_err(|_| bad("an IPv4 address/mask"))?,
-                    )),
+                    Err(_) => u128::from(u32::from(m.parse::<Ipv4Addr>().map_err(|_| bad("an IPv4 address/mask"))?)),
                 },
             };
             (u128::from(u32::from(v)), m)
@@ -412,19 +408,14 @@ pub fn parse_value(def: &FieldDef, text: &str) -> Result<(u128, u128), String> {
                 Some(m) => match m.parse::<u32>() {
                     Ok(p) if p <= 128 => u128::MAX.checked_shl(128 - p).unwrap_or(0),
                     Ok(_) => return Err(format!("{name}: prefix length must be 0 to 128")),
-                    Err(_) => u128::from(
-                        m.parse::<Ipv6Addr>()
-                            .map_err(|_| bad("an IPv6 address/mask"))?,
-                    ),
+                    Err(_) => u128::from(m.parse::<Ipv6Addr>().map_err(|_| bad("an IPv6 address/mask"))?),
                 },
             };
             (u128::from(v), m)
         }
         Format::Dec | Format::Hex => {
             let v = parse_int(value).ok_or_else(|| bad("a number"))?;
-            let m = mask
-                .map(|m| parse_int(m).ok_or_else(|| bad("a number/mask")))
-                .transpose()?;
+            let m = mask.map(|m| parse_int(m).ok_or_else(|| bad("a number/mask"))).transpose()?;
             (v, m.unwrap_or(full))
         }
         Format::Frag => {
@@ -434,9 +425,7 @@ pub fn parse_value(def: &FieldDef, text: &str) -> Result<(u128, u128), String> {
             let (_, v, m) = FRAG_NAMES
                 .iter()
                 .find(|(n, _, _)| *n == value)
-                .ok_or_else(|| {
-                    format!("{name}: {value:?} is not one of no, yes, first, later, not_later")
-                })?;
+                .ok_or_else(|| format!("{name}: {value:?} is not one of no, yes, first, later, not_later"))?;
             (u128::from(*v), u128::from(*m))
         }
         Format::TcpFlags => parse_tcp_flags(text).map_err(|e| format!("{name}: {e}"))?,
@@ -446,14 +435,10 @@ pub fn parse_value(def: &FieldDef, text: &str) -> Result<(u128, u128), String> {
         return Err(format!("{name}: {v} is out of range (0 to {full})"));
     }
     if m > full {
-        return Err(format!(
-            "{name}: mask {m:#x} has bits outside the field ({full:#x})"
-        ));
+        return Err(format!("{name}: mask {m:#x} has bits outside the field ({full:#x})"));
     }
     if def.field == Field::NwTos && v & 0x3 != 0 {
-        return Err(format!(
-            "{name}: {v} has ECN bits set (nw_tos takes DSCP << 2: a multiple of 4)"
-        ));
+        return Err(format!("{name}: {v} has ECN bits set (nw_tos takes DSCP << 2: a multiple of 4)"));
     }
     Ok((v, m))
 }
@@ -464,12 +449,8 @@ fn parse_tcp_flags(text: &str) -> Result<(u128, u128), String> {
             Some((v, m)) => (v, Some(m)),
             None => (text, None),
         };
-        let v =
-            parse_int(v).ok_or_else(|| format!("{text:?} is not flags (+syn-ack) or a number"))?;
-        let m = m
-            .map(|m| parse_int(m).ok_or_else(|| format!("bad mask {m:?}")))
-            .transpose()?
-            .unwrap_or(0x0fff);
+        let v = parse_int(v).ok_or_else(|| format!("{text:?} is not flags (+syn-ack) or a number"))?;
+        let m = m.map(|m| parse_int(m).ok_or_else(|| format!("bad mask {m:?}"))).transpose()?.unwrap_or(0x0fff);
         return Ok((v, m));
     }
     let (mut value, mut mask) = (0u128, 0u128);
@@ -479,10 +460,8 @@ fn parse_tcp_flags(text: &str) -> Result<(u128, u128), String> {
         rest = &rest[1..];
         let end = rest.find(['+', '-']).unwrap_or(rest.len());
         let name = &rest[..end];
-        let (_, bit) = TCP_FLAG_NAMES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .ok_or_else(|| format!("unknown TCP flag {name:?}"))?;
+        let (_, bit) =
+            TCP_FLAG_NAMES.iter().find(|(n, _)| *n == name).ok_or_else(|| format!("unknown TCP flag {name:?}"))?;
         mask |= u128::from(*bit);
         if set {
             value |= u128::from(*bit);
@@ -518,10 +497,7 @@ pub fn format_value(def: &FieldDef, value: u128, mask: u128) -> String {
         Format::Frag => FRAG_NAMES
             .iter()
             .find(|(_, v, m)| u128::from(*v) == value && u128::from(*m) == mask)
-            .map_or_else(
-                || format!("{value:#x}/{mask:#x}"),
-                |(n, _, _)| n.to_string(),
-            ),
+            .map_or_else(|| format!("{value:#x}/{mask:#x}"), |(n, _, _)| n.to_string()),
         Format::TcpFlags if partial => {
             let mut s = String::new();
             for (name, bit) in TCP_FLAG_NAMES {
@@ -553,10 +529,7 @@ fn prefix_len(mask: u128, bits: u32) -> Option<u32> {
 pub fn flow_match(key: &FlowKey) -> Match {
     let (dl_type, proto) = (key.dl_type(), key.nw_proto());
     let mut mask = FlowKey::ZERO;
-    for def in FIELDS
-        .iter()
-        .filter(|d| d.matchable && d.prereq.holds(dl_type, proto))
-    {
+    for def in FIELDS.iter().filter(|d| d.matchable && d.prereq.holds(dl_type, proto)) {
         if matches!(def.field, Field::DlVlan | Field::DlVlanPcp) {
             continue; // vlan_tci covers them
         }
@@ -564,8 +537,5 @@ pub fn flow_match(key: &FlowKey) -> Match {
         write_be(&mut mask, def.offset, def.len, bits);
     }
     mask.set_dl_type(0xffff);
-    Match {
-        key: key.masked(&mask),
-        mask,
-    }
+    Match { key: key.masked(&mask), mask }
 }

@@ -24,9 +24,7 @@ pub(super) struct DisplayActions<'a> {
 }
 
 fn port_name(ports: &dyn PortMap, p: OfPort) -> String {
-    ports
-        .name_of(p)
-        .map_or_else(|| p.to_string(), str::to_string)
+    ports.name_of(p).map_or_else(|| p.to_string(), str::to_string)
 }
 
 impl fmt::Display for DisplayRule<'_> {
@@ -45,22 +43,11 @@ impl fmt::Display for DisplayRule<'_> {
             write!(f, "hard_timeout={}, ", r.hard_timeout)?;
         }
         write!(f, "priority={}", r.priority)?;
-        let m = DisplayMatch {
-            m: &r.matches,
-            ports: self.ports,
-        }
-        .to_string();
+        let m = DisplayMatch { m: &r.matches, ports: self.ports }.to_string();
         if !m.is_empty() {
             write!(f, ",{m}")?;
         }
-        write!(
-            f,
-            " actions={}",
-            DisplayActions {
-                actions: &r.actions,
-                ports: self.ports
-            }
-        )
+        write!(f, " actions={}", DisplayActions { actions: &r.actions, ports: self.ports })
     }
 }
 
@@ -77,18 +64,11 @@ fn match_parts(m: &Match, ports: &dyn PortMap) -> Vec<String> {
     let proto = m.exact_nw_proto();
     let mut proto_printed = false;
     if let Some(t) = dl_type {
-        let with_proto = proto.and_then(|p| {
-            shorthands()
-                .iter()
-                .find(|(_, st, sp)| *st == t && *sp == Some(p))
-        });
+        let with_proto = proto.and_then(|p| shorthands().iter().find(|(_, st, sp)| *st == t && *sp == Some(p)));
         if let Some((name, _, _)) = with_proto {
             parts.push(name.to_string());
             proto_printed = true;
-        } else if let Some((name, _, _)) = shorthands()
-            .iter()
-            .find(|(_, st, sp)| *st == t && sp.is_none())
-        {
+        } else if let Some((name, _, _)) = shorthands().iter().find(|(_, st, sp)| *st == t && sp.is_none()) {
             parts.push(name.to_string());
         } else {
             parts.push(format!("dl_type={t:#06x}"));
@@ -99,18 +79,15 @@ fn match_parts(m: &Match, ports: &dyn PortMap) -> Vec<String> {
     let icmp6 = dl_type == Some(eth_type::IPV6) && proto == Some(ip_proto::ICMPV6);
     for def in FIELDS {
         let skip = match def.field {
-            Field::DlType
-            | Field::VlanVid
-            | Field::VlanPcp
-            | Field::DlVlan
-            | Field::DlVlanPcp
-            | Field::IpDscp => true,
+            Field::DlType | Field::VlanVid | Field::VlanPcp | Field::DlVlan | Field::DlVlanPcp | Field::IpDscp => true,
             Field::ArpSpa | Field::ArpTpa | Field::ArpOp => !arp,
             Field::NwSrc | Field::NwDst => arp,
             Field::NwProto => arp || proto_printed,
             Field::IcmpType | Field::IcmpCode => !icmp4,
             Field::Icmpv6Type | Field::Icmpv6Code => !icmp6,
             Field::TpSrc | Field::TpDst => icmp4 || icmp6,
+            // Same bits as tp_src/tp_dst, which print them.
+            Field::TcpSrc | Field::TcpDst | Field::UdpSrc | Field::UdpDst | Field::SctpSrc | Field::SctpDst => true,
             _ => false,
         };
         if skip {
@@ -143,10 +120,7 @@ fn vlan_parts(m: &Match) -> Vec<String> {
         0xffff if tci == 0 => vec!["vlan_tci=0x0000".into()],
         0x1fff if cfi => vec![format!("dl_vlan={}", tci & 0x0fff)],
         0xf000 if cfi => vec![format!("dl_vlan_pcp={}", tci >> 13)],
-        0xffff if cfi => vec![
-            format!("dl_vlan={}", tci & 0x0fff),
-            format!("dl_vlan_pcp={}", tci >> 13),
-        ],
+        0xffff if cfi => vec![format!("dl_vlan={}", tci & 0x0fff), format!("dl_vlan_pcp={}", tci >> 13)],
         0xffff => vec![format!("vlan_tci={tci:#06x}")],
         _ => vec![format!("vlan_tci={tci:#06x}/{mask:#06x}")],
     }
@@ -183,25 +157,14 @@ impl fmt::Display for DisplayActions<'_> {
                 Action::DecTtl => f.write_str("dec_ttl")?,
                 Action::SetField(field, v) => {
                     let def = field.def();
-                    write!(
-                        f,
-                        "set_field:{}->{}",
-                        format_value(def, *v, def.max()),
-                        def.name
-                    )?
+                    write!(f, "set_field:{}->{}", format_value(def, *v, def.max()), def.name)?
                 }
-                Action::Resubmit {
-                    port: p,
-                    table: None,
-                } => write!(
-                    f,
-                    "resubmit:{}",
-                    p.map_or_else(|| "IN_PORT".to_string(), port)
-                )?,
-                Action::Resubmit {
-                    port: p,
-                    table: Some(t),
-                } => write!(f, "resubmit({},{t})", p.map_or_else(String::new, port))?,
+                Action::Resubmit { port: p, table: None } => {
+                    write!(f, "resubmit:{}", p.map_or_else(|| "IN_PORT".to_string(), port))?
+                }
+                Action::Resubmit { port: p, table: Some(t) } => {
+                    write!(f, "resubmit({},{t})", p.map_or_else(String::new, port))?
+                }
                 Action::GotoTable(t) => write!(f, "goto_table:{t}")?,
             }
         }

@@ -208,10 +208,7 @@ pub struct Match {
 
 impl Match {
     /// The match that matches every packet.
-    pub const ANY: Self = Self {
-        key: FlowKey::ZERO,
-        mask: FlowKey::ZERO,
-    };
+    pub const ANY: Self = Self { key: FlowKey::ZERO, mask: FlowKey::ZERO };
 
     /// Whether `flow` matches.
     #[inline]
@@ -222,9 +219,7 @@ impl Match {
     /// Whether the bits in `mask` at `offset` are all part of this match's mask (the field is
     /// matched exactly on those bits).
     pub fn covers(&self, offset: usize, mask: &[u8]) -> bool {
-        mask.iter()
-            .enumerate()
-            .all(|(i, m)| self.mask.0[offset + i] & m == *m)
+        mask.iter().enumerate().all(|(i, m)| self.mask.0[offset + i] & m == *m)
     }
 
     /// `dl_type` if it is matched exactly.

@@ -10,12 +10,10 @@ mod format;
 mod key;
 mod parse;
 
-pub use field::{
-    FIELDS, Field, FieldDef, Format, Prereq, flow_match, format_mac, format_value, parse_mac,
-};
+pub use field::{FIELDS, Field, FieldDef, Format, Prereq, flow_match, format_mac, format_value, parse_mac};
 pub use key::{
-    FRAG_ANY, FRAG_LATER, FlowKey, KEY_LEN, KEY_WORDS, Match, VLAN_CFI, VLAN_PCP_MASK,
-    VLAN_VID_MASK, eth_type, ip_proto, off,
+    FRAG_ANY, FRAG_LATER, FlowKey, KEY_LEN, KEY_WORDS, Match, VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK, eth_type,
+    ip_proto, off,
 };
 pub use parse::{parse_actions, parse_flow, parse_match};
 
@@ -149,10 +147,7 @@ impl FlowRule {
     }
 
     /// Prints just the actions (`output:p1,dec_ttl`), `drop` when there are none.
-    pub fn display_actions<'a>(
-        actions: &'a [Action],
-        ports: &'a dyn PortMap,
-    ) -> impl std::fmt::Display + 'a {
+    pub fn display_actions<'a>(actions: &'a [Action], ports: &'a dyn PortMap) -> impl std::fmt::Display + 'a {
         format::DisplayActions { actions, ports }
     }
 }

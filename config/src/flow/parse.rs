@@ -1,8 +1,8 @@
 //! The `ovs-ofctl add-flow` parser: `field=value` pairs separated by commas or spaces, then
 //! `actions=` and the rest of the line. Every error is one line naming the part at fault.
 
-use super::field::{FieldDef, Format, parse_int, parse_mac, parse_value, read_be, write_be};
-use super::key::{Match, eth_type, ip_proto};
+use super::field::{FieldDef, Format, Prereq, parse_int, parse_mac, parse_value, read_be, write_be};
+use super::key::{Match, VLAN_CFI, eth_type, ip_proto};
 use super::{Action, DEFAULT_PRIORITY, Field, FlowRule, OFPORT_MAX, OfPort, PortMap, TABLE_MAX};
 
 /// Protocol shorthands: name, dl_type, nw_proto.
@@ -87,11 +87,7 @@ pub fn parse_flow(text: &str, ports: &dyn PortMap) -> Result<FlowRule, String> {
             return Err(format!("{name}: given twice"));
         }
         seen.push(name);
-        let value = || {
-            value
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| format!("{name}: missing value"))
-        };
+        let value = || value.filter(|v| !v.is_empty()).ok_or_else(|| format!("{name}: missing value"));
         match name {
             "priority" => rule.priority = number(value()?, u16::MAX.into(), name)? as u16,
             "table" => rule.table = number(value()?, TABLE_MAX.into(), name)? as u8,
@@ -100,10 +96,7 @@ pub fn parse_flow(text: &str, ports: &dyn PortMap) -> Result<FlowRule, String> {
             "cookie" => {
                 let v = value()?;
                 if v.contains('/') {
-                    return Err(
-                        "cookie: a cookie mask only makes sense when modifying or deleting flows"
-                            .into(),
-                    );
+                    return Err("cookie: a cookie mask only makes sense when modifying or deleting flows".into());
                 }
                 rule.cookie = number(v, u64::MAX.into(), name)? as u64;
             }
@@ -111,7 +104,7 @@ pub fn parse_flow(text: &str, ports: &dyn PortMap) -> Result<FlowRule, String> {
         }
     }
     rule.matches = builder.finish()?;
-    rule.actions = parse_actions(actions_part, ports, rule.table)?;
+    rule.actions = parse_actions(actions_part, ports, rule.table, &rule.matches)?;
     Ok(rule)
 }
 
@@ -120,11 +113,7 @@ pub fn parse_match(text: &str, ports: &dyn PortMap) -> Result<Match, String> {
     let mut builder = MatchBuilder::default();
     for token in split_list(text)? {
         let (name, value) = split_token(token);
-        let value = || {
-            value
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| format!("{name}: missing value"))
-        };
+        let value = || value.filter(|v| !v.is_empty()).ok_or_else(|| format!("{name}: missing value"));
         builder.add(name, value, ports)?;
     }
     builder.finish()
@@ -161,9 +150,7 @@ impl MatchBuilder {
         let field = Field::by_name(name).ok_or_else(|| format!("unknown field {name:?}"))?;
         let def = field.def();
         if !def.matchable {
-            return Err(format!(
-                "{name}: can only be set (set_field), not matched; match dl_vlan/dl_vlan_pcp instead"
-            ));
+            return Err(format!("{name}: can only be set (set_field), not matched; match dl_vlan/dl_vlan_pcp instead"));
         }
         if self.fields.iter().any(|d| d.field == field) {
             return Err(format!("{name}: given twice"));
@@ -183,19 +170,11 @@ impl MatchBuilder {
         self.set_raw(def, kv, km, name)
     }
 
-    fn set_raw(
-        &mut self,
-        def: &FieldDef,
-        value: u128,
-        mask: u128,
-        name: &str,
-    ) -> Result<(), String> {
+    fn set_raw(&mut self, def: &FieldDef, value: u128, mask: u128, name: &str) -> Result<(), String> {
         let old_v = read_be(&self.m.key, def.offset, def.len);
         let old_m = read_be(&self.m.mask, def.offset, def.len);
         if (old_v ^ value) & old_m & mask != 0 {
-            return Err(format!(
-                "{name}: conflicts with an earlier part of the match"
-            ));
+            return Err(format!("{name}: conflicts with an earlier part of the match"));
         }
         write_be(&mut self.m.key, def.offset, def.len, old_v | (value & mask));
         write_be(&mut self.m.mask, def.offset, def.len, old_m | mask);
@@ -282,15 +261,9 @@ fn number(text: &str, max: u128, field: &str) -> Result<u128, String> {
 fn parse_port(text: &str, ports: &dyn PortMap, field: &str) -> Result<OfPort, String> {
     if text.starts_with(|c: char| c.is_ascii_digit()) {
         let n = number(text, OFPORT_MAX.into(), field)? as OfPort;
-        return if ports.has_number(n) {
-            Ok(n)
-        } else {
-            Err(format!("{field}: unknown port {n}"))
-        };
+        return if ports.has_number(n) { Ok(n) } else { Err(format!("{field}: unknown port {n}")) };
     }
-    ports
-        .by_name(text)
-        .ok_or_else(|| format!("{field}: unknown port {text:?}"))
+    ports.by_name(text).ok_or_else(|| format!("{field}: unknown port {text:?}"))
 }
 
 /// A reserved port name in an output position, as the action it stands for.
@@ -308,21 +281,23 @@ fn reserved_port(name: &str) -> Option<Result<Action, String>> {
 }
 
 /// Parses an action list; `table` is the rule's table (for `goto_table` checks).
-pub fn parse_actions(text: &str, ports: &dyn PortMap, table: u8) -> Result<Vec<Action>, String> {
+///
+/// `matches` is the rule's match: a `set_field` must have its field's prerequisites in it (or
+/// established by an earlier action, as `push_vlan` does for `vlan_vid`), as Open vSwitch requires.
+pub fn parse_actions(text: &str, ports: &dyn PortMap, table: u8, matches: &Match) -> Result<Vec<Action>, String> {
     let tokens = split_list(text)?;
     let mut actions = Vec::with_capacity(tokens.len());
     for token in &tokens {
         actions.push(parse_action(token, ports, table)?);
     }
+    check_set_field_prereqs(&actions, matches)?;
     if actions.contains(&Action::Drop) {
         if actions.len() > 1 {
             return Err("drop must be the only action".into());
         }
         actions.clear(); // `drop` and an empty list are the same rule
     }
-    if let Some(i) = actions
-        .iter()
-        .position(|a| matches!(a, Action::GotoTable(_)))
+    if let Some(i) = actions.iter().position(|a| matches!(a, Action::GotoTable(_)))
         && i + 1 != actions.len()
     {
         return Err("goto_table must be the last action".into());
@@ -343,10 +318,7 @@ fn parse_action(token: &str, ports: &dyn PortMap, table: u8) -> Result<Action, S
         None => (token.trim(), None),
     };
     let lname = name.to_ascii_lowercase();
-    let need = |what: &str| {
-        arg.filter(|a| !a.is_empty())
-            .ok_or_else(|| format!("{name}: missing {what}"))
-    };
+    let need = |what: &str| arg.filter(|a| !a.is_empty()).ok_or_else(|| format!("{name}: missing {what}"));
     let int = |max: u128| -> Result<u128, String> { number(need("value")?, max, name) };
     Ok(match (lname.as_str(), arg) {
         ("drop", None) => Action::Drop,
@@ -365,39 +337,25 @@ fn parse_action(token: &str, ports: &dyn PortMap, table: u8) -> Result<Action, S
         ("push_vlan", _) => {
             let tpid = int(0xffff)? as u16;
             if tpid != eth_type::VLAN && tpid != eth_type::VLAN_QINQ {
-                return Err(format!(
-                    "push_vlan: ethertype {tpid:#06x} is not 0x8100 or 0x88a8"
-                ));
+                return Err(format!("push_vlan: ethertype {tpid:#06x} is not 0x8100 or 0x88a8"));
             }
             Action::PushVlan(tpid)
         }
         ("mod_dl_src" | "mod_dl_dst", _) => {
-            let mac = parse_mac(need("MAC address")?)
-                .ok_or_else(|| format!("{name}: {arg:?} is not a MAC address"))?;
+            let mac = parse_mac(need("MAC address")?).ok_or_else(|| format!("{name}: {arg:?} is not a MAC address"))?;
             let b = (mac as u64).to_be_bytes();
             let mac = [b[2], b[3], b[4], b[5], b[6], b[7]];
-            if lname == "mod_dl_src" {
-                Action::ModDlSrc(mac)
-            } else {
-                Action::ModDlDst(mac)
-            }
+            if lname == "mod_dl_src" { Action::ModDlSrc(mac) } else { Action::ModDlDst(mac) }
         }
         ("mod_nw_src" | "mod_nw_dst", _) => {
-            let ip: std::net::Ipv4Addr = need("IPv4 address")?
-                .parse()
-                .map_err(|_| format!("{name}: {arg:?} is not an IPv4 address"))?;
-            if lname == "mod_nw_src" {
-                Action::ModNwSrc(ip.into())
-            } else {
-                Action::ModNwDst(ip.into())
-            }
+            let ip: std::net::Ipv4Addr =
+                need("IPv4 address")?.parse().map_err(|_| format!("{name}: {arg:?} is not an IPv4 address"))?;
+            if lname == "mod_nw_src" { Action::ModNwSrc(ip.into()) } else { Action::ModNwDst(ip.into()) }
         }
         ("mod_nw_tos", _) => {
             let tos = int(0xff)? as u8;
             if tos & 3 != 0 {
-                return Err(format!(
-                    "mod_nw_tos: {tos} has ECN bits set (give DSCP << 2: a multiple of 4)"
-                ));
+                return Err(format!("mod_nw_tos: {tos} has ECN bits set (give DSCP << 2: a multiple of 4)"));
             }
             Action::ModNwTos(tos)
         }
@@ -417,29 +375,19 @@ fn parse_action(token: &str, ports: &dyn PortMap, table: u8) -> Result<Action, S
             };
             Action::Resubmit { port, table: tbl }
         }
-        ("resubmit", Some(p)) if p.eq_ignore_ascii_case("in_port") => Action::Resubmit {
-            port: None,
-            table: None,
-        },
-        ("resubmit", Some(p)) => Action::Resubmit {
-            port: Some(parse_port(p, ports, "resubmit")?),
-            table: None,
-        },
+        ("resubmit", Some(p)) if p.eq_ignore_ascii_case("in_port") => Action::Resubmit { port: None, table: None },
+        ("resubmit", Some(p)) => Action::Resubmit { port: Some(parse_port(p, ports, "resubmit")?), table: None },
         ("goto_table", _) => {
             let t = int(TABLE_MAX.into())? as u8;
             if t <= table {
-                return Err(format!(
-                    "goto_table: table {t} is not after this rule's table {table}"
-                ));
+                return Err(format!("goto_table: table {t} is not after this rule's table {table}"));
             }
             Action::GotoTable(t)
         }
         (bare, None) => match reserved_port(bare) {
             Some(a) => a?,
             // A bare port name or number is ovs-ofctl's shorthand for output to it.
-            None if ports.by_name(bare).is_some()
-                || bare.starts_with(|c: char| c.is_ascii_digit()) =>
-            {
+            None if ports.by_name(bare).is_some() || bare.starts_with(|c: char| c.is_ascii_digit()) => {
                 Action::Output(parse_port(bare, ports, "output")?)
             }
             None if UNSUPPORTED_ACTIONS.contains(&lname.as_str()) => {
@@ -455,11 +403,13 @@ fn parse_action(token: &str, ports: &dyn PortMap, table: u8) -> Result<Action, S
 }
 
 fn parse_set_field(arg: &str) -> Result<Action, String> {
-    let (value, name) = arg
-        .split_once("->")
-        .ok_or_else(|| format!("set_field: {arg:?} is not VALUE->FIELD"))?;
-    let field =
-        Field::by_name(name.trim()).ok_or_else(|| format!("set_field: unknown field {name:?}"))?;
+    let (value, name) = arg.split_once("->").ok_or_else(|| format!("set_field: {arg:?} is not VALUE->FIELD"))?;
+    let field = match name.trim() {
+        // As a set_field target, Open vSwitch's tp_src/tp_dst are the TCP ports.
+        "tp_src" => Field::TcpSrc,
+        "tp_dst" => Field::TcpDst,
+        n => Field::by_name(n).ok_or_else(|| format!("set_field: unknown field {name:?}"))?,
+    };
     let def = field.def();
     if !def.writable {
         return Err(format!("set_field: {} cannot be set", def.name));
@@ -467,8 +417,41 @@ fn parse_set_field(arg: &str) -> Result<Action, String> {
     if value.contains('/') {
         return Err("set_field: masked set_field is not supported".into());
     }
-    let (v, _) = parse_value(def, value.trim()).map_err(|e| format!("set_field: {e}"))?;
+    let v = match field {
+        // An OpenFlow 1.2+ vlan_vid may carry the "present" bit (0x1000): 4103 is VLAN 7.
+        Field::VlanVid => number(value.trim(), 0x1fff, "set_field")? & 0x0fff,
+        _ => parse_value(def, value.trim()).map_err(|e| format!("set_field: {e}"))?.0,
+    };
     Ok(Action::SetField(field, v))
+}
+
+/// Checks every `set_field` against what the match (updated by the VLAN actions before it)
+/// guarantees about the packet.
+fn check_set_field_prereqs(actions: &[Action], matches: &Match) -> Result<(), String> {
+    let mut m = *matches;
+    let vlan = |m: &mut Match, present: bool| {
+        m.mask.set_vlan_tci(m.mask.vlan_tci() | VLAN_CFI);
+        let tci = m.key.vlan_tci() & !VLAN_CFI;
+        m.key.set_vlan_tci(if present { tci | VLAN_CFI } else { tci });
+    };
+    for a in actions {
+        match a {
+            Action::PushVlan(_) | Action::ModVlanVid(_) | Action::ModVlanPcp(_) => vlan(&mut m, true),
+            Action::StripVlan => vlan(&mut m, false),
+            Action::SetField(field, _) => {
+                // As set_field targets, nw_src/nw_dst are IPv4 only (arp_spa/arp_tpa for ARP).
+                let prereq = match field {
+                    Field::NwSrc | Field::NwDst => Prereq::Ipv4,
+                    f => f.def().prereq,
+                };
+                if !prereq.satisfied_by(&m) {
+                    return Err(format!("set_field: {} needs {} in the match", field.name(), prereq.hint()));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

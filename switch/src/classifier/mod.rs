@@ -43,13 +43,7 @@ struct Subtable<T> {
 
 impl<T> Subtable<T> {
     fn recompute_max(&mut self) {
-        self.max_priority = self
-            .buckets
-            .values()
-            .filter_map(|v| v.first())
-            .map(|e| e.priority)
-            .max()
-            .unwrap_or(0);
+        self.max_priority = self.buckets.values().filter_map(|v| v.first()).map(|e| e.priority).max().unwrap_or(0);
     }
 }
 
@@ -63,11 +57,7 @@ pub struct Classifier<T> {
 
 impl<T> Default for Classifier<T> {
     fn default() -> Self {
-        Self {
-            subtables: Vec::new(),
-            next_seq: 0,
-            len: 0,
-        }
+        Self { subtables: Vec::new(), next_seq: 0, len: 0 }
     }
 }
 
@@ -95,10 +85,7 @@ impl<T> Classifier<T> {
     /// Adds a rule, or replaces the value of the rule with the same match and priority (as
     /// OpenFlow's add-flow does). Returns the replaced value.
     pub fn insert(&mut self, matches: Match, priority: u16, value: T) -> Option<T> {
-        let matches = Match {
-            key: matches.key.masked(&matches.mask),
-            mask: matches.mask,
-        };
+        let matches = Match { key: matches.key.masked(&matches.mask), mask: matches.mask };
         let idx = match self.subtables.iter().position(|s| s.mask == matches.mask) {
             Some(i) => i,
             None => {
@@ -119,15 +106,7 @@ impl<T> Classifier<T> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let at = bucket.partition_point(|e| e.priority > priority);
-        bucket.insert(
-            at,
-            Entry {
-                matches,
-                priority,
-                seq,
-                value,
-            },
-        );
+        bucket.insert(at, Entry { matches, priority, seq, value });
         st.len += 1;
         st.max_priority = st.max_priority.max(priority);
         self.len += 1;
@@ -161,10 +140,7 @@ impl<T> Classifier<T> {
     pub fn get(&self, matches: &Match, priority: u16) -> Option<&Entry<T>> {
         let key = matches.key.masked(&matches.mask);
         let st = self.subtables.iter().find(|s| s.mask == matches.mask)?;
-        st.buckets
-            .get(&key)?
-            .iter()
-            .find(|e| e.priority == priority)
+        st.buckets.get(&key)?.iter().find(|e| e.priority == priority)
     }
 
     /// Keeps subtables in order of their best priority, so lookups can stop early.
@@ -198,9 +174,8 @@ impl<T> Classifier<T> {
             };
             // The bucket is sorted by priority; the first entry that can still win is the one.
             let candidate = &bucket[0];
-            let better = best.is_none_or(|b| {
-                (candidate.priority, Reverse(candidate.seq)) > (b.priority, Reverse(b.seq))
-            });
+            let better =
+                best.is_none_or(|b| (candidate.priority, Reverse(candidate.seq)) > (b.priority, Reverse(b.seq)));
             if better {
                 best = Some(candidate);
             }
@@ -210,9 +185,7 @@ impl<T> Classifier<T> {
 
     /// Every rule, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Entry<T>> {
-        self.subtables
-            .iter()
-            .flat_map(|s| s.buckets.values().flatten())
+        self.subtables.iter().flat_map(|s| s.buckets.values().flatten())
     }
 }
 

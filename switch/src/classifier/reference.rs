@@ -15,10 +15,7 @@ pub struct LinearClassifier<T> {
 impl<T> LinearClassifier<T> {
     /// Adds a rule, replacing one with the same match and priority.
     pub fn insert(&mut self, m: Match, priority: u16, value: T) {
-        let m = Match {
-            key: m.key.masked(&m.mask),
-            mask: m.mask,
-        };
+        let m = Match { key: m.key.masked(&m.mask), mask: m.mask };
         if let Some(r) = self.rules.iter_mut().find(|r| r.0 == m && r.1 == priority) {
             r.3 = value;
             return;
@@ -29,23 +26,13 @@ impl<T> LinearClassifier<T> {
 
     /// Removes the rule with this match and priority.
     pub fn remove(&mut self, m: &Match, priority: u16) -> Option<T> {
-        let m = Match {
-            key: m.key.masked(&m.mask),
-            mask: m.mask,
-        };
-        let i = self
-            .rules
-            .iter()
-            .position(|r| r.0 == m && r.1 == priority)?;
+        let m = Match { key: m.key.masked(&m.mask), mask: m.mask };
+        let i = self.rules.iter().position(|r| r.0 == m && r.1 == priority)?;
         Some(self.rules.remove(i).3)
     }
 
     /// The highest-priority matching rule; the earliest inserted among equals.
     pub fn lookup(&self, key: &FlowKey) -> Option<&T> {
-        self.rules
-            .iter()
-            .filter(|r| r.0.matches(key))
-            .max_by_key(|r| (r.1, Reverse(r.2)))
-            .map(|r| &r.3)
+        self.rules.iter().filter(|r| r.0.matches(key)).max_by_key(|r| (r.1, Reverse(r.2))).map(|r| &r.3)
     }
 }

@@ -7,13 +7,10 @@ use ferrovs_config::flow::off;
 /// A small space of fields and values, so that random rules overlap a lot.
 fn small_match() -> impl Strategy<Value = Match> {
     (
-        prop::option::of(1u16..4),                                    // in_port
-        prop::option::of(prop_oneof![Just(0x0800u16), Just(0x86dd)]), // dl_type
+        prop::option::of(1u16..4),                                                        // in_port
+        prop::option::of(prop_oneof![Just(0x0800u16), Just(0x86dd)]),                     // dl_type
         prop::option::of((0u32..4, prop::sample::select(vec![0u32, 8, 16, 24, 30, 32]))), // nw_dst/prefix
-        prop::option::of((
-            0u16..4,
-            prop::sample::select(vec![0xffffu16, 0xfff0, 0x0003, 0x8000]),
-        )), // tp_dst/mask
+        prop::option::of((0u16..4, prop::sample::select(vec![0xffffu16, 0xfff0, 0x0003, 0x8000]))), // tp_dst/mask
     )
         .prop_map(|(port, dl_type, dst, tp)| {
             let mut m = Match::ANY;
@@ -40,26 +37,13 @@ fn small_match() -> impl Strategy<Value = Match> {
 }
 
 fn small_key() -> impl Strategy<Value = FlowKey> {
-    (
-        1u16..5,
-        prop::sample::select(vec![0x0800u16, 0x86dd, 0x0806]),
-        0u32..4,
-        any::<u32>(),
-        0u16..5,
-        any::<u16>(),
-    )
+    (1u16..5, prop::sample::select(vec![0x0800u16, 0x86dd, 0x0806]), 0u32..4, any::<u32>(), 0u16..5, any::<u16>())
         .prop_map(|(port, dl_type, v, noise, tpv, tpnoise)| {
             let mut k = FlowKey::ZERO;
             k.set_in_port(port);
             k.set_dl_type(dl_type);
-            k.set_nw_dst(
-                (0x0a00_0000 | (v << 22) | v)
-                    ^ (noise & 0x3f_ff00 & if noise & 1 == 0 { 0 } else { !0 }),
-            );
-            k.set_tp_dst(
-                tpv.wrapping_mul(0x1001)
-                    ^ (tpnoise & 0x0ff0 & if tpnoise & 1 == 0 { 0 } else { !0 }),
-            );
+            k.set_nw_dst((0x0a00_0000 | (v << 22) | v) ^ (noise & 0x3f_ff00 & if noise & 1 == 0 { 0 } else { !0 }));
+            k.set_tp_dst(tpv.wrapping_mul(0x1001) ^ (tpnoise & 0x0ff0 & if tpnoise & 1 == 0 { 0 } else { !0 }));
             k
         })
 }

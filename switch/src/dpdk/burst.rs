@@ -26,10 +26,7 @@ impl Burst {
     /// An empty burst.
     #[inline]
     pub const fn new() -> Self {
-        Self {
-            len: 0,
-            pkts: [const { MaybeUninit::uninit() }; MAX_BURST],
-        }
+        Self { len: 0, pkts: [const { MaybeUninit::uninit() }; MAX_BURST] }
     }
 
     /// How many packets it holds.
@@ -80,11 +77,7 @@ impl Burst {
     pub fn drain(&mut self) -> Drain<'_> {
         let end = self.len;
         self.len = 0; // from here on the Drain owns the slots
-        Drain {
-            burst: self,
-            next: 0,
-            end,
-        }
+        Drain { burst: self, next: 0, end }
     }
 
     /// Frees every packet with one bulk call.
@@ -177,8 +170,7 @@ impl Drop for Drain<'_> {
         let rest = self.end - self.next;
         if rest > 0 {
             // SAFETY: slots [next, end) are initialised and were never yielded.
-            let ptr =
-                unsafe { self.burst.pkts.as_mut_ptr().add(self.next) }.cast::<*mut sys::rte_mbuf>();
+            let ptr = unsafe { self.burst.pkts.as_mut_ptr().add(self.next) }.cast::<*mut sys::rte_mbuf>();
             free_raw(ptr, rest);
         }
     }

@@ -73,12 +73,7 @@ impl Eal {
         }
         // SAFETY: EAL is initialised; this reads its configuration.
         let main_lcore = unsafe { sys::rte_get_main_lcore() };
-        Ok(Self {
-            inner: Arc::new(EalInner {
-                main_lcore,
-                _argv: argv,
-            }),
-        })
+        Ok(Self { inner: Arc::new(EalInner { main_lcore, _argv: argv }) })
     }
 
     /// The lcore id of the thread that called `init`.
@@ -123,18 +118,9 @@ impl Eal {
         if ret < 0 {
             // SAFETY: the launch failed, so run_job never saw `arg`; reclaim it here, once.
             drop(unsafe { Box::from_raw(arg.cast::<Box<dyn FnOnce() + Send>>()) });
-            return Err(EalError::Launch {
-                lcore,
-                source: RteError::from_ret(ret),
-            });
+            return Err(EalError::Launch { lcore, source: RteError::from_ret(ret) });
         }
-        Ok(LcoreJob {
-            lcore,
-            slot,
-            joined: false,
-            _eal: self.clone(),
-            _main_thread_only: PhantomData,
-        })
+        Ok(LcoreJob { lcore, slot, joined: false, _eal: self.clone(), _main_thread_only: PhantomData })
     }
 }
 
@@ -197,15 +183,9 @@ impl<T> LcoreJob<T> {
                     .map(|s| s.to_string())
                     .or_else(|| payload.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "(no message)".to_string());
-                Err(LcorePanic {
-                    lcore: self.lcore,
-                    message,
-                })
+                Err(LcorePanic { lcore: self.lcore, message })
             }
-            None => Err(LcorePanic {
-                lcore: self.lcore,
-                message: "job did not run".into(),
-            }),
+            None => Err(LcorePanic { lcore: self.lcore, message: "job did not run".into() }),
         }
     }
 

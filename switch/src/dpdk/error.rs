@@ -23,11 +23,7 @@ impl RteError {
 
     /// Converts a DPDK status return (0 or positive = ok, negative = -errno) into a `Result`.
     pub fn check(ret: i32) -> Result<i32, Self> {
-        if ret < 0 {
-            Err(Self::from_ret(ret))
-        } else {
-            Ok(ret)
-        }
+        if ret < 0 { Err(Self::from_ret(ret)) } else { Ok(ret) }
     }
 }
 

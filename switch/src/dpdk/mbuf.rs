@@ -54,10 +54,7 @@ impl Mbuf {
         // SAFETY: buf_addr + data_off .. + data_len lies inside the mbuf's buffer (a DPDK invariant)
         // and stays valid while we hold a reference.
         unsafe {
-            std::slice::from_raw_parts(
-                m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
-                usize::from(m.data_len),
-            )
+            std::slice::from_raw_parts(m.buf_addr.cast::<u8>().add(usize::from(m.data_off)), usize::from(m.data_len))
         }
     }
 
@@ -69,11 +66,7 @@ impl Mbuf {
             return None;
         }
         let m = self.raw();
-        let (addr, off, len) = (
-            m.buf_addr.cast::<u8>(),
-            usize::from(m.data_off),
-            usize::from(m.data_len),
-        );
+        let (addr, off, len) = (m.buf_addr.cast::<u8>(), usize::from(m.data_off), usize::from(m.data_len));
         // SAFETY: as in `data`, and we are the only owner of a direct buffer, so no one else reads
         // or writes these bytes while the returned borrow lives.
         Some(unsafe { std::slice::from_raw_parts_mut(addr.add(off), len) })
@@ -148,19 +141,13 @@ impl Mbuf {
             || bytes.len() > room
             || self.raw().data_len as usize + bytes.len() > usize::from(u16::MAX)
         {
-            return Err(NoRoom {
-                room: if self.is_writable() { room } else { 0 },
-                needed: bytes.len(),
-            });
+            return Err(NoRoom { room: if self.is_writable() { room } else { 0 }, needed: bytes.len() });
         }
         let m = self.0.as_ptr();
         // SAFETY: we are the sole owner of a direct single-segment buffer, and the copy stays within
         // its tailroom (checked above); lengths are updated to match.
         unsafe {
-            let tail = (*m)
-                .buf_addr
-                .cast::<u8>()
-                .add(usize::from((*m).data_off) + usize::from((*m).data_len));
+            let tail = (*m).buf_addr.cast::<u8>().add(usize::from((*m).data_off) + usize::from((*m).data_len));
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), tail, bytes.len());
             (*m).data_len += bytes.len() as u16;
             (*m).pkt_len += bytes.len() as u32;
@@ -172,10 +159,7 @@ impl Mbuf {
     /// The new bytes are uninitialised garbage: the caller overwrites them.
     pub fn prepend(&mut self, n: usize) -> Result<(), NoRoom> {
         let room = usize::from(self.raw().data_off);
-        if !self.is_writable()
-            || n > room
-            || usize::from(self.raw().data_len) + n > usize::from(u16::MAX)
-        {
+        if !self.is_writable() || n > room || usize::from(self.raw().data_len) + n > usize::from(u16::MAX) {
             return Err(NoRoom { room, needed: n });
         }
         let m = self.0.as_ptr();
@@ -193,10 +177,7 @@ impl Mbuf {
     pub fn trim_front(&mut self, n: usize) -> Result<(), NoRoom> {
         let len = usize::from(self.raw().data_len);
         if !self.is_writable() || n > len {
-            return Err(NoRoom {
-                room: len,
-                needed: n,
-            });
+            return Err(NoRoom { room: len, needed: n });
         }
         let m = self.0.as_ptr();
         // SAFETY: sole owner of a direct single-segment mbuf; n <= data_len keeps data in bounds.
@@ -226,10 +207,7 @@ impl Mbuf {
         #[cfg(target_arch = "x86_64")]
         {
             let m = self.raw();
-            let p = m
-                .buf_addr
-                .cast::<i8>()
-                .wrapping_add(usize::from(m.data_off));
+            let p = m.buf_addr.cast::<i8>().wrapping_add(usize::from(m.data_off));
             // SAFETY: prefetch never faults, whatever the address.
             unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p) };
         }
@@ -247,9 +225,6 @@ impl Drop for Mbuf {
 
 impl std::fmt::Debug for Mbuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mbuf")
-            .field("len", &self.len())
-            .field("segments", &self.segments())
-            .finish()
+        f.debug_struct("Mbuf").field("len", &self.len()).field("segments", &self.segments()).finish()
     }
 }

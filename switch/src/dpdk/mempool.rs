@@ -76,11 +76,7 @@ impl Mempool {
             data_room,
             source: RteError::last(),
         })?;
-        Ok(Self {
-            ptr,
-            name: name.into(),
-            _eal: eal.clone(),
-        })
+        Ok(Self { ptr, name: name.into(), _eal: eal.clone() })
     }
 
     /// The pool's name.
@@ -110,8 +106,7 @@ impl Mempool {
     pub fn alloc(&self) -> Option<Mbuf> {
         let mut raw = [std::ptr::null_mut(); 1];
         // SAFETY: the pool is alive and `raw` has room for one pointer.
-        let ret =
-            unsafe { sys::ferrovs_pktmbuf_alloc_bulk(self.ptr.as_ptr(), raw.as_mut_ptr(), 1) };
+        let ret = unsafe { sys::ferrovs_pktmbuf_alloc_bulk(self.ptr.as_ptr(), raw.as_mut_ptr(), 1) };
         // SAFETY: on success DPDK wrote a fresh mbuf that nobody else references.
         (ret == 0).then(|| unsafe { Mbuf::from_raw(raw[0]) })
     }
@@ -126,10 +121,7 @@ impl Drop for Mempool {
         let in_use = self.in_use();
         if in_use != 0 {
             // Freeing the memory under live mbufs would be a use-after-free: leak it instead, loudly.
-            log::error!(
-                "mempool {}: {in_use} mbufs still in use at teardown; leaking the pool",
-                self.name
-            );
+            log::error!("mempool {}: {in_use} mbufs still in use at teardown; leaking the pool", self.name);
             return;
         }
         // SAFETY: no mbuf of this pool is in use, and every port that used it is closed (ports hold

@@ -47,9 +47,7 @@ pub enum PortError {
         source: RteError,
     },
     /// More queues asked for than the device has.
-    #[error(
-        "port {name}: asked for {asked} {kind} queues, the device ({driver}) has at most {max}"
-    )]
+    #[error("port {name}: asked for {asked} {kind} queues, the device ({driver}) has at most {max}")]
     TooManyQueues {
         /// Our name for the port.
         name: String,
@@ -173,10 +171,8 @@ impl Port {
     /// Probes the device named by `devargs` (a PCI address or a vdev like `net_pcap0,rx_pcap=in.pcap`)
     /// and finds its ethdev port.
     pub fn attach(eal: &Eal, name: &str, devargs: &str) -> Result<Self, PortError> {
-        let cargs = CString::new(devargs).map_err(|_| PortError::BadDevargs {
-            name: name.into(),
-            devargs: devargs.into(),
-        })?;
+        let cargs =
+            CString::new(devargs).map_err(|_| PortError::BadDevargs { name: name.into(), devargs: devargs.into() })?;
         // SAFETY: EAL is initialised; the string is NUL-terminated and only read.
         let ret = unsafe { sys::rte_dev_probe(cargs.as_ptr()) };
         if ret < 0 {
@@ -186,25 +182,16 @@ impl Port {
                 source: RteError::from_ret(ret),
             });
         }
-        let id = find_port(&cargs).ok_or_else(|| PortError::NotFound {
-            name: name.into(),
-            devargs: devargs.into(),
-        })?;
+        let id = find_port(&cargs).ok_or_else(|| PortError::NotFound { name: name.into(), devargs: devargs.into() })?;
         let mut info = sys::rte_eth_dev_info::default();
         // SAFETY: `id` is a valid port (the iterator returned it); `info` is a writable struct.
-        RteError::check(unsafe { sys::rte_eth_dev_info_get(id, &mut info) }).map_err(|source| {
-            PortError::Call {
-                name: name.into(),
-                call: "rte_eth_dev_info_get",
-                source,
-            }
+        RteError::check(unsafe { sys::rte_eth_dev_info_get(id, &mut info) }).map_err(|source| PortError::Call {
+            name: name.into(),
+            call: "rte_eth_dev_info_get",
+            source,
         })?;
         Ok(Self {
-            shared: Arc::new(PortShared {
-                id,
-                name: name.into(),
-                _eal: eal.clone(),
-            }),
+            shared: Arc::new(PortShared { id, name: name.into(), _eal: eal.clone() }),
             device: info.device,
             rx_taken: Vec::new(),
             tx_taken: Vec::new(),
@@ -225,11 +212,7 @@ impl Port {
     }
 
     fn call_err(&self, call: &'static str) -> impl FnOnce(RteError) -> PortError + '_ {
-        move |source| PortError::Call {
-            name: self.name().into(),
-            call,
-            source,
-        }
+        move |source| PortError::Call { name: self.name().into(), call, source }
     }
 
     /// What the device supports.
@@ -242,9 +225,7 @@ impl Port {
             String::from("?")
         } else {
             // SAFETY: DPDK returns a static NUL-terminated driver name.
-            unsafe { CStr::from_ptr(info.driver_name) }
-                .to_string_lossy()
-                .into_owned()
+            unsafe { CStr::from_ptr(info.driver_name) }.to_string_lossy().into_owned()
         };
         // SAFETY: valid port id.
         let socket = unsafe { sys::rte_eth_dev_socket_id(self.id()) };
@@ -263,10 +244,9 @@ impl Port {
     pub fn configure(&mut self, setup: &PortSetup, pool: &Arc<Mempool>) -> Result<(), PortError> {
         self.ensure_idle("configure")?;
         let info = self.info()?;
-        for (kind, asked, max) in [
-            ("rx", setup.rx_queues, info.max_rx_queues),
-            ("tx", setup.tx_queues, info.max_tx_queues),
-        ] {
+        for (kind, asked, max) in
+            [("rx", setup.rx_queues, info.max_rx_queues), ("tx", setup.tx_queues, info.max_tx_queues)]
+        {
             if asked == 0 || asked > max {
                 return Err(PortError::TooManyQueues {
                     name: self.name().into(),
@@ -281,42 +261,28 @@ impl Port {
         if setup.rx_queues > 1 {
             conf.rxmode.mq_mode = sys::rte_eth_rx_mq_mode::RTE_ETH_MQ_RX_RSS;
             conf.rx_adv_conf.rss_conf.rss_hf =
-                u64::from(sys::RTE_ETH_RSS_IP | sys::RTE_ETH_RSS_TCP | sys::RTE_ETH_RSS_UDP)
-                    & info.rss_offloads;
+                u64::from(sys::RTE_ETH_RSS_IP | sys::RTE_ETH_RSS_TCP | sys::RTE_ETH_RSS_UDP) & info.rss_offloads;
         }
         // SAFETY: valid, stopped port; `conf` is a fully initialised struct DPDK only reads.
-        RteError::check(unsafe {
-            sys::rte_eth_dev_configure(self.id(), setup.rx_queues, setup.tx_queues, &conf)
-        })
-        .map_err(self.call_err("rte_eth_dev_configure"))?;
+        RteError::check(unsafe { sys::rte_eth_dev_configure(self.id(), setup.rx_queues, setup.tx_queues, &conf) })
+            .map_err(self.call_err("rte_eth_dev_configure"))?;
         let (mut rx_desc, mut tx_desc) = (setup.rx_desc, setup.tx_desc);
         // SAFETY: valid port; both pointers are to local u16s.
-        RteError::check(unsafe {
-            sys::rte_eth_dev_adjust_nb_rx_tx_desc(self.id(), &mut rx_desc, &mut tx_desc)
-        })
-        .map_err(self.call_err("rte_eth_dev_adjust_nb_rx_tx_desc"))?;
+        RteError::check(unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(self.id(), &mut rx_desc, &mut tx_desc) })
+            .map_err(self.call_err("rte_eth_dev_adjust_nb_rx_tx_desc"))?;
         let socket = info.socket.unwrap_or(0) as u32;
         for q in 0..setup.rx_queues {
             // SAFETY: configured port, queue id below the configured count; the pool outlives the
             // port because we keep an Arc to it in `self.pools`.
             RteError::check(unsafe {
-                sys::rte_eth_rx_queue_setup(
-                    self.id(),
-                    q,
-                    rx_desc,
-                    socket,
-                    std::ptr::null(),
-                    pool.as_ptr(),
-                )
+                sys::rte_eth_rx_queue_setup(self.id(), q, rx_desc, socket, std::ptr::null(), pool.as_ptr())
             })
             .map_err(self.call_err("rte_eth_rx_queue_setup"))?;
         }
         for q in 0..setup.tx_queues {
             // SAFETY: configured port, queue id below the configured count; default txconf.
-            RteError::check(unsafe {
-                sys::rte_eth_tx_queue_setup(self.id(), q, tx_desc, socket, std::ptr::null())
-            })
-            .map_err(self.call_err("rte_eth_tx_queue_setup"))?;
+            RteError::check(unsafe { sys::rte_eth_tx_queue_setup(self.id(), q, tx_desc, socket, std::ptr::null()) })
+                .map_err(self.call_err("rte_eth_tx_queue_setup"))?;
         }
         self.pools = vec![Arc::clone(pool)];
         self.rx_taken = vec![false; usize::from(setup.rx_queues)];
@@ -327,8 +293,7 @@ impl Port {
     /// Starts the device.
     pub fn start(&mut self) -> Result<(), PortError> {
         // SAFETY: valid, configured port.
-        RteError::check(unsafe { sys::rte_eth_dev_start(self.id()) })
-            .map_err(self.call_err("rte_eth_dev_start"))?;
+        RteError::check(unsafe { sys::rte_eth_dev_start(self.id()) }).map_err(self.call_err("rte_eth_dev_start"))?;
         self.started = true;
         Ok(())
     }
@@ -338,14 +303,10 @@ impl Port {
         self.ensure_idle("stop")?;
         if self.started {
             // SAFETY: valid port; no queue handle exists, so no thread is in rx/tx burst on it.
-            RteError::check(unsafe { sys::rte_eth_dev_stop(self.id()) })
-                .map_err(self.call_err("rte_eth_dev_stop"))?;
+            RteError::check(unsafe { sys::rte_eth_dev_stop(self.id()) }).map_err(self.call_err("rte_eth_dev_stop"))?;
             self.started = false;
         }
-        self.rx_taken
-            .iter_mut()
-            .chain(self.tx_taken.iter_mut())
-            .for_each(|t| *t = false);
+        self.rx_taken.iter_mut().chain(self.tx_taken.iter_mut()).for_each(|t| *t = false);
         Ok(())
     }
 
@@ -362,18 +323,13 @@ impl Port {
         self.closed = true;
         // SAFETY: stopped port with no queue handles; after this call the id is invalid, and we
         // never use it again (`closed`).
-        RteError::check(unsafe { sys::rte_eth_dev_close(self.id()) })
-            .map_err(self.call_err("rte_eth_dev_close"))?;
+        RteError::check(unsafe { sys::rte_eth_dev_close(self.id()) }).map_err(self.call_err("rte_eth_dev_close"))?;
         if !self.device.is_null() {
             // SAFETY: the device pointer came from dev_info of this port, whose ethdev is now closed;
             // removing it lets the same devargs be probed again later.
             let ret = unsafe { sys::rte_dev_remove(self.device) };
             if ret < 0 {
-                log::debug!(
-                    "port {}: rte_dev_remove: {}",
-                    self.name(),
-                    RteError::from_ret(ret)
-                );
+                log::debug!("port {}: rte_dev_remove: {}", self.name(), RteError::from_ret(ret));
             }
         }
         Ok(())
@@ -381,15 +337,7 @@ impl Port {
 
     fn ensure_idle(&self, op: &'static str) -> Result<(), PortError> {
         let count = Arc::strong_count(&self.shared) - 1;
-        if count == 0 {
-            Ok(())
-        } else {
-            Err(PortError::QueuesInUse {
-                name: self.name().into(),
-                op,
-                count,
-            })
-        }
+        if count == 0 { Ok(()) } else { Err(PortError::QueuesInUse { name: self.name().into(), op, count }) }
     }
 
     /// Link state, without waiting for auto-negotiation.
@@ -438,11 +386,7 @@ impl Port {
         // SAFETY: valid port.
         let ret = unsafe { sys::rte_eth_promiscuous_enable(self.id()) };
         if ret < 0 && ret != -libc_enotsup() {
-            log::warn!(
-                "port {}: cannot enable promiscuous mode: {}",
-                self.name(),
-                RteError::from_ret(ret)
-            );
+            log::warn!("port {}: cannot enable promiscuous mode: {}", self.name(), RteError::from_ret(ret));
         }
     }
 
@@ -458,17 +402,11 @@ impl Port {
     pub fn tx_queue(&mut self, queue: u16, users: usize) -> Result<Vec<TxQueue>, PortError> {
         take(&mut self.tx_taken, queue).ok_or_else(|| self.unavailable("tx", queue))?;
         let lock = (users > 1).then(|| Arc::new(Mutex::new(())));
-        Ok((0..users.max(1))
-            .map(|_| TxQueue::new(Arc::clone(&self.shared), queue, lock.clone()))
-            .collect())
+        Ok((0..users.max(1)).map(|_| TxQueue::new(Arc::clone(&self.shared), queue, lock.clone())).collect())
     }
 
     fn unavailable(&self, kind: &'static str, queue: u16) -> PortError {
-        PortError::QueueUnavailable {
-            name: self.name().into(),
-            kind,
-            queue,
-        }
+        PortError::QueueUnavailable { name: self.name().into(), kind, queue }
     }
 }
 

@@ -19,11 +19,7 @@ pub struct RxQueue {
 
 impl RxQueue {
     pub(crate) fn new(port: Arc<PortShared>, queue: u16) -> Self {
-        Self {
-            port,
-            queue,
-            _not_sync: PhantomData,
-        }
+        Self { port, queue, _not_sync: PhantomData }
     }
 
     /// DPDK port id.
@@ -70,12 +66,7 @@ pub struct TxQueue {
 
 impl TxQueue {
     pub(crate) fn new(port: Arc<PortShared>, queue: u16, lock: Option<Arc<Mutex<()>>>) -> Self {
-        Self {
-            port,
-            queue,
-            lock,
-            _not_sync: PhantomData,
-        }
+        Self { port, queue, lock, _not_sync: PhantomData }
     }
 
     /// DPDK port id.
@@ -100,15 +91,11 @@ impl TxQueue {
         if burst.is_empty() {
             return 0;
         }
-        let _guard = self
-            .lock
-            .as_ref()
-            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
+        let _guard = self.lock.as_ref().map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
         let n = burst.len() as u16;
         // SAFETY: the port is started while this handle lives; the queue is used by this core alone,
         // or under the shared lock held above; the pointers are `n` owned mbufs.
-        let sent =
-            unsafe { sys::ferrovs_tx_burst(self.port.id, self.queue, burst.filled_raw(), n) };
+        let sent = unsafe { sys::ferrovs_tx_burst(self.port.id, self.queue, burst.filled_raw(), n) };
         // SAFETY: the driver took ownership of the first `sent` mbufs.
         unsafe { burst.forget_front(usize::from(sent)) };
         usize::from(sent)

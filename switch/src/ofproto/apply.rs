@@ -7,18 +7,9 @@ use super::DpAction;
 use crate::packet::{Layout, PacketInfo, PortIdx, edit};
 
 /// Runs `actions` on a copy of `frame` (parsed as `key`, `layout`); returns each output's frame.
-pub fn apply_to_bytes(
-    frame: &[u8],
-    key: &FlowKey,
-    layout: Layout,
-    actions: &[DpAction],
-) -> Vec<(PortIdx, Vec<u8>)> {
-    let mut info = PacketInfo {
-        dl_type: key.dl_type(),
-        nw_proto: key.nw_proto(),
-        vlan: key.vlan_tci() & VLAN_CFI != 0,
-        layout,
-    };
+pub fn apply_to_bytes(frame: &[u8], key: &FlowKey, layout: Layout, actions: &[DpAction]) -> Vec<(PortIdx, Vec<u8>)> {
+    let mut info =
+        PacketInfo { dl_type: key.dl_type(), nw_proto: key.nw_proto(), vlan: key.vlan_tci() & VLAN_CFI != 0, layout };
     let mut d = frame.to_vec();
     let mut out = Vec::new();
     for action in actions {

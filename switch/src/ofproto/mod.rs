@@ -19,9 +19,7 @@ use rustc_hash::FxHashMap;
 
 pub use apply::apply_to_bytes;
 pub use rule::{OfAction, Rule, RuleStats};
-pub use xlate::{
-    Credit, DpAction, MAX_DP_ACTIONS, Translation, XlateOptions, display_dp, translate,
-};
+pub use xlate::{Credit, DpAction, MAX_DP_ACTIONS, Translation, XlateOptions, display_dp, translate};
 
 use crate::classifier::Classifier;
 use crate::packet::PortIdx;
@@ -36,11 +34,7 @@ pub struct PortTable {
 impl PortTable {
     /// A table of ports given by their OpenFlow numbers, in index order.
     pub fn new(ofports: Vec<OfPort>) -> Self {
-        let index = ofports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (*p, PortIdx(i as u16)))
-            .collect();
+        let index = ofports.iter().enumerate().map(|(i, p)| (*p, PortIdx(i as u16))).collect();
         Self { ofports, index }
     }
 
@@ -57,10 +51,7 @@ impl PortTable {
 
     /// Every port: (index, OpenFlow number), in index order.
     pub fn iter(&self) -> impl Iterator<Item = (PortIdx, OfPort)> + '_ {
-        self.ofports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (PortIdx(i as u16), *p))
+        self.ofports.iter().enumerate().map(|(i, p)| (PortIdx(i as u16), *p))
     }
 
     /// How many ports.
@@ -121,12 +112,7 @@ impl Ofproto {
     /// Empty tables over `ports`; rule counters have a slot for each of `writers` threads.
     pub fn new(ports: Arc<PortTable>, writers: usize) -> Self {
         let tables = Arc::new(Tables::default());
-        Self {
-            ports,
-            published: Arc::new(ArcSwap::new(Arc::clone(&tables))),
-            tables,
-            writers,
-        }
+        Self { ports, published: Arc::new(ArcSwap::new(Arc::clone(&tables))), tables, writers }
     }
 
     /// The port table.
@@ -152,13 +138,8 @@ impl Ofproto {
 
     /// Removes every rule whose idle or hard timeout has run out at `now_tsc`; returns them.
     pub fn expire(&mut self, now_tsc: u64, hz: u64) -> Vec<Arc<Rule>> {
-        let expired: Vec<Arc<Rule>> = self
-            .tables
-            .rules()
-            .into_iter()
-            .filter(|r| r.expired(now_tsc, hz))
-            .cloned()
-            .collect();
+        let expired: Vec<Arc<Rule>> =
+            self.tables.rules().into_iter().filter(|r| r.expired(now_tsc, hz)).cloned().collect();
         if !expired.is_empty() {
             let tables = Arc::make_mut(&mut self.tables);
             for r in &expired {
@@ -170,10 +151,7 @@ impl Ofproto {
 
     /// Whether any rule has a timeout (so the control thread must check for expiry).
     pub fn has_timeouts(&self) -> bool {
-        self.tables
-            .rules()
-            .iter()
-            .any(|r| r.spec.idle_timeout != 0 || r.spec.hard_timeout != 0)
+        self.tables.rules().iter().any(|r| r.spec.idle_timeout != 0 || r.spec.hard_timeout != 0)
     }
 
     /// Makes the current tables visible to readers.

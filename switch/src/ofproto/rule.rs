@@ -34,9 +34,7 @@ struct StatsSlot {
 impl RuleStats {
     /// Counters for `writers` threads.
     pub fn new(writers: usize) -> Self {
-        Self {
-            slots: (0..writers.max(1)).map(|_| StatsSlot::default()).collect(),
-        }
+        Self { slots: (0..writers.max(1)).map(|_| StatsSlot::default()).collect() }
     }
 
     /// Credits `packets` packets of `bytes` bytes, seen at `tsc`, to thread `slot` (its own only).
@@ -45,12 +43,8 @@ impl RuleStats {
         let Some(s) = self.slots.get(slot) else {
             return;
         };
-        s.packets.store(
-            s.packets.load(Ordering::Relaxed) + packets,
-            Ordering::Relaxed,
-        );
-        s.bytes
-            .store(s.bytes.load(Ordering::Relaxed) + bytes, Ordering::Relaxed);
+        s.packets.store(s.packets.load(Ordering::Relaxed) + packets, Ordering::Relaxed);
+        s.bytes.store(s.bytes.load(Ordering::Relaxed) + bytes, Ordering::Relaxed);
         s.used_tsc.store(tsc, Ordering::Relaxed);
     }
 
@@ -81,30 +75,19 @@ pub struct Rule {
 
 impl Rule {
     /// Compiles `spec` against `ports`.
-    pub fn new(
-        spec: FlowRule,
-        ports: &PortTable,
-        writers: usize,
-        now_tsc: u64,
-    ) -> Result<Self, String> {
+    pub fn new(spec: FlowRule, ports: &PortTable, writers: usize, now_tsc: u64) -> Result<Self, String> {
         let actions = spec
             .actions
             .iter()
             .map(|a| match a {
-                Action::Output(p) => ports
-                    .index_of(*p)
-                    .map(|i| OfAction::Output(i, *p))
-                    .ok_or_else(|| format!("output: no port {p}")),
+                Action::Output(p) => {
+                    ports.index_of(*p).map(|i| OfAction::Output(i, *p)).ok_or_else(|| format!("output: no port {p}"))
+                }
                 Action::Drop => Ok(OfAction::Other(Action::Drop)),
                 other => Ok(OfAction::Other(other.clone())),
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self {
-            spec,
-            actions,
-            stats: RuleStats::new(writers),
-            created_tsc: now_tsc,
-        })
+        Ok(Self { spec, actions, stats: RuleStats::new(writers), created_tsc: now_tsc })
     }
 
     /// Whether a timeout has run out at `now_tsc` (`hz` ticks per second).

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use arrayvec::ArrayVec;
 use ferrovs_config::flow::{
-    Action, FRAG_LATER, Field, FlowKey, OfPort, PortMap, VLAN_CFI, eth_type, ip_proto,
+    Action, FRAG_ANY, FRAG_LATER, Field, FlowKey, OfPort, PortMap, VLAN_CFI, eth_type, ip_proto,
 };
 
 use super::{OfAction, PortTable, Rule, Tables};
@@ -113,21 +113,12 @@ struct Ctx<'a, 'o> {
 
 /// Translates `key` through `tables` into `out` (cleared first; reuse it across packets: it is
 /// too big to return by value on the fast path).
-pub fn translate(
-    tables: &Tables,
-    ports: &PortTable,
-    key: &FlowKey,
-    opts: XlateOptions<'_>,
-    out: &mut Translation,
-) {
+pub fn translate(tables: &Tables, ports: &PortTable, key: &FlowKey, opts: XlateOptions<'_>, out: &mut Translation) {
     out.actions.clear();
     out.drop = None;
     let mut vlans = ArrayVec::new();
     if key.vlan_tci() & VLAN_CFI != 0 {
-        vlans.push(Vlan {
-            tpid: eth_type::VLAN,
-            tci: key.vlan_tci(),
-        });
+        vlans.push(Vlan { tpid: eth_type::VLAN, tci: key.vlan_tci() });
     }
     let mut ctx = Ctx {
         tables,
@@ -146,7 +137,7 @@ pub fn translate(
         stop: false,
         opts,
     };
-    let matched = ctx.table(0);
+    let matched = ctx.table(0, None);
     let out = &mut *ctx.out;
     if let Some(e) = ctx.error {
         out.actions.clear();
@@ -175,20 +166,16 @@ pub fn display_dp(t: &Translation, ports: &PortTable, names: Option<&dyn PortMap
     }
     let port = |idx: PortIdx| {
         let n = ports.ofport_of(idx);
-        names
-            .and_then(|m| m.name_of(n))
-            .map_or_else(|| n.to_string(), str::to_string)
+        names.and_then(|m| m.name_of(n)).map_or_else(|| n.to_string(), str::to_string)
     };
     let parts: Vec<String> = t
         .actions
         .iter()
         .map(|a| match a {
             DpAction::Output(p) => format!("output:{}", port(*p)),
-            DpAction::PushVlan { tpid, tci } => format!(
-                "push_vlan(tpid={tpid:#06x},vid={},pcp={})",
-                tci & 0xfff,
-                tci >> 13
-            ),
+            DpAction::PushVlan { tpid, tci } => {
+                format!("push_vlan(tpid={tpid:#06x},vid={},pcp={})", tci & 0xfff, tci >> 13)
+            }
             DpAction::PopVlan => "pop_vlan".into(),
             DpAction::Set(s) => format!("set({s})"),
         })
@@ -203,15 +190,29 @@ impl Ctx<'_, '_> {
         }
     }
 
-    /// Looks the working flow up in `table` and runs the rule found; false on a miss.
-    fn table(&mut self, table: u8) -> bool {
+    /// Looks the working flow up in `table` (as if it came in on `in_port`, when given) and runs
+    /// the rule found; false on a miss.
+    fn table(&mut self, table: u8, in_port: Option<OfPort>) -> bool {
         let tables = self.tables;
-        let entry = tables
-            .table(table)
-            .and_then(|c| match self.opts.wildcards.as_deref_mut() {
-                Some(wc) => c.lookup_wc(&self.flow, wc),
-                None => c.lookup(&self.flow),
-            });
+        // The pretended input port is for the lookup only: actions such as `in_port` and the
+        // skip-the-input-port rule still see the real one (as in Open vSwitch).
+        let mut key = self.flow;
+        if let Some(p) = in_port {
+            key.set_in_port(p);
+        }
+        // OpenFlow's "normal" fragment handling: rules see no transport ports on any fragment,
+        // even a first one that carries them (actions still see the real ports).
+        if key.nw_frag() & FRAG_ANY != 0 {
+            key.set_tp_src(0);
+            key.set_tp_dst(0);
+        }
+        let entry = tables.table(table).and_then(|c| match self.opts.wildcards.as_deref_mut() {
+            Some(wc) => {
+                wc.set_nw_frag(wc.nw_frag() | FRAG_ANY);
+                c.lookup_wc(&key, wc)
+            }
+            None => c.lookup(&key),
+        });
         let Some(entry) = entry else {
             self.trace(|| format!("table {table}: no match"));
             return false;
@@ -263,9 +264,7 @@ impl Ctx<'_, '_> {
                 }
             }
             Action::ModVlanVid(vid) => self.set_vlan(true, |tci| (tci & !0x0fff) | vid),
-            Action::ModVlanPcp(pcp) => {
-                self.set_vlan(true, |tci| (tci & !0xe000) | (u16::from(pcp) << 13))
-            }
+            Action::ModVlanPcp(pcp) => self.set_vlan(true, |tci| (tci & !0xe000) | (u16::from(pcp) << 13)),
             Action::StripVlan => {
                 if !self.flow_vlans.is_empty() {
                     self.flow_vlans.remove(0);
@@ -274,13 +273,7 @@ impl Ctx<'_, '_> {
             }
             Action::PushVlan(tpid) => {
                 if !self.flow_vlans.is_full() {
-                    self.flow_vlans.insert(
-                        0,
-                        Vlan {
-                            tpid,
-                            tci: VLAN_CFI,
-                        },
-                    );
+                    self.flow_vlans.insert(0, Vlan { tpid, tci: VLAN_CFI });
                     self.sync_vlan();
                 }
             }
@@ -289,12 +282,8 @@ impl Ctx<'_, '_> {
             Action::ModNwSrc(ip) if flow.dl_type() == eth_type::IPV4 => flow.set_nw_src(ip),
             Action::ModNwDst(ip) if flow.dl_type() == eth_type::IPV4 => flow.set_nw_dst(ip),
             Action::ModNwTos(tos) if flow.is_ip() => flow.set_nw_tos((flow.nw_tos() & 0x03) | tos),
-            Action::ModTpSrc(p) if flow.is_ip() && flow.nw_frag() & FRAG_LATER == 0 => {
-                flow.set_tp_src(p)
-            }
-            Action::ModTpDst(p) if flow.is_ip() && flow.nw_frag() & FRAG_LATER == 0 => {
-                flow.set_tp_dst(p)
-            }
+            Action::ModTpSrc(p) if flow.is_ip() && flow.nw_frag() & FRAG_LATER == 0 => flow.set_tp_src(p),
+            Action::ModTpDst(p) if flow.is_ip() && flow.nw_frag() & FRAG_LATER == 0 => flow.set_tp_dst(p),
             Action::ModNwSrc(_)
             | Action::ModNwDst(_)
             | Action::ModNwTos(_)
@@ -322,10 +311,7 @@ impl Ctx<'_, '_> {
             if !push_if_none {
                 return;
             }
-            self.flow_vlans.push(Vlan {
-                tpid: eth_type::VLAN,
-                tci: VLAN_CFI,
-            });
+            self.flow_vlans.push(Vlan { tpid: eth_type::VLAN, tci: VLAN_CFI });
         }
         let top = &mut self.flow_vlans[0];
         top.tci = f(top.tci) | VLAN_CFI;
@@ -333,8 +319,7 @@ impl Ctx<'_, '_> {
     }
 
     fn sync_vlan(&mut self) {
-        self.flow
-            .set_vlan_tci(self.flow_vlans.first().map_or(0, |v| v.tci));
+        self.flow.set_vlan_tci(self.flow_vlans.first().map_or(0, |v| v.tci));
     }
 
     fn set_field(&mut self, field: Field, v: u128) {
@@ -365,12 +350,7 @@ impl Ctx<'_, '_> {
         }
         self.depth += 1;
         self.resubmits += 1;
-        let saved = self.flow.in_port();
-        if let Some(p) = port {
-            self.flow.set_in_port(p);
-        }
-        self.table(table);
-        self.flow.set_in_port(saved);
+        self.table(table, port);
         self.depth -= 1;
     }
 
@@ -478,20 +458,12 @@ impl Ctx<'_, '_> {
             self.emit(DpAction::Set(SetField::VlanTci(f[0].tci)));
         } else {
             // Tags are listed outermost first; the innermost ones they share stay.
-            let shared = f
-                .iter()
-                .rev()
-                .zip(b.iter().rev())
-                .take_while(|(x, y)| x == y)
-                .count();
+            let shared = f.iter().rev().zip(b.iter().rev()).take_while(|(x, y)| x == y).count();
             for _ in 0..b.len() - shared {
                 self.emit(DpAction::PopVlan);
             }
             for v in f[..f.len() - shared].iter().rev() {
-                self.emit(DpAction::PushVlan {
-                    tpid: v.tpid,
-                    tci: v.tci,
-                });
+                self.emit(DpAction::PushVlan { tpid: v.tpid, tci: v.tci });
             }
         }
         self.base_vlans = f;

@@ -49,12 +49,7 @@ pub enum SetField {
 impl std::fmt::Display for SetField {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use std::net::{Ipv4Addr, Ipv6Addr};
-        let mac = |m: &[u8; 6]| {
-            m.iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":")
-        };
+        let mac = |m: &[u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
         match self {
             SetField::EthSrc(m) => write!(f, "eth_src={}", mac(m)),
             SetField::EthDst(m) => write!(f, "eth_dst={}", mac(m)),
@@ -93,11 +88,7 @@ pub struct PacketInfo {
 impl PacketInfo {
     /// Shifts the header offsets after `delta` bytes were inserted (+) or removed (-) in front.
     pub fn shift(&mut self, delta: i32) {
-        for off in [
-            &mut self.layout.l3,
-            &mut self.layout.l4,
-            &mut self.layout.end,
-        ] {
+        for off in [&mut self.layout.l3, &mut self.layout.l4, &mut self.layout.end] {
             if *off != NONE {
                 *off = (i32::from(*off) + delta).clamp(0, i32::from(NONE) - 1) as u16;
             }
@@ -149,6 +140,7 @@ pub fn apply(d: &mut [u8], info: &PacketInfo, set: &SetField) {
 fn apply_inner(d: &mut [u8], info: &PacketInfo, set: &SetField) -> Option<()> {
     let l3 = usize::from(info.layout.l3);
     let l4 = (info.layout.l4 != NONE).then_some(usize::from(info.layout.l4));
+    let transport = info.layout.l4_ok.then_some(()).and(l4);
     let ipv4 = info.dl_type == eth_type::IPV4 && info.layout.l3 != NONE;
     let ipv6 = info.dl_type == eth_type::IPV6 && info.layout.l3 != NONE;
     let arp = matches!(info.dl_type, eth_type::ARP | eth_type::RARP) && info.layout.l3 != NONE;
@@ -178,16 +170,12 @@ fn apply_inner(d: &mut [u8], info: &PacketInfo, set: &SetField) -> Option<()> {
         SetField::IpTtl(hlim) if ipv6 => put(d, l3 + 7, &[hlim]),
         SetField::Ipv6Label(label) if ipv6 => {
             let word = u32::from_be_bytes(d.get(l3..l3 + 4)?.try_into().ok()?);
-            put(
-                d,
-                l3,
-                &((word & 0xfff0_0000) | (label & 0x000f_ffff)).to_be_bytes(),
-            )
+            put(d, l3, &((word & 0xfff0_0000) | (label & 0x000f_ffff)).to_be_bytes())
         }
         SetField::Ipv6Src(addr) if ipv6 => set_ipv6_addr(d, info, l3 + 8, l4, addr),
         SetField::Ipv6Dst(addr) if ipv6 => set_ipv6_addr(d, info, l3 + 24, l4, addr),
-        SetField::L4Src(v) => set_l4(d, info, l4?, 0, v),
-        SetField::L4Dst(v) => set_l4(d, info, l4?, 2, v),
+        SetField::L4Src(v) => set_l4(d, info, transport?, 0, v),
+        SetField::L4Dst(v) => set_l4(d, info, transport?, 2, v),
         SetField::ArpOp(op) if arp => put(d, l3 + 6, &op.to_be_bytes()),
         SetField::ArpSha(mac) if arp => put(d, l3 + 8, &mac),
         SetField::ArpSpa(ip) if arp => put(d, l3 + 14, &ip.to_be_bytes()),
@@ -202,25 +190,22 @@ fn fix_ipv4_csum(d: &mut [u8], l3: usize, old: u16, new: u16) -> Option<()> {
     put(d, l3 + 10, &update16(c, old, new).to_be_bytes())
 }
 
-/// Offset of the transport checksum that covers the IP pseudo-header, if the packet has one.
+/// Offset of the transport checksum that covers the IP pseudo-header, if the packet has one. Like
+/// OVS, this looks only at the protocol and the bytes left after the IP header, not at whether
+/// a transport header was parsed (so a later IPv4 fragment's payload is "updated" too).
 fn pseudo_header_csum(info: &PacketInfo, l4: usize) -> Option<(usize, bool)> {
+    let size = usize::from(info.layout.end).saturating_sub(l4);
     match info.nw_proto {
-        ip_proto::TCP => Some((l4 + 16, false)),
-        ip_proto::UDP => Some((l4 + 6, true)),
-        ip_proto::ICMPV6 if info.dl_type == eth_type::IPV6 => Some((l4 + 2, false)),
+        ip_proto::TCP if size >= 20 => Some((l4 + 16, false)),
+        ip_proto::UDP if size >= 8 => Some((l4 + 6, true)),
+        ip_proto::ICMPV6 if info.dl_type == eth_type::IPV6 && size >= 4 => Some((l4 + 2, false)),
         _ => None,
     }
 }
 
 /// Updates a pseudo-header checksum for the address bytes `old` -> `new`. A zero UDP checksum
 /// means "none" and stays zero; a computed zero is sent as 0xffff.
-fn fix_l4_csum(
-    d: &mut [u8],
-    info: &PacketInfo,
-    l4: Option<usize>,
-    old: &[u8],
-    new: &[u8],
-) -> Option<()> {
+fn fix_l4_csum(d: &mut [u8], info: &PacketInfo, l4: Option<usize>, old: &[u8], new: &[u8]) -> Option<()> {
     let (at, udp) = pseudo_header_csum(info, l4?)?;
     let c = get16(d, at)?;
     if udp && c == 0 {
@@ -233,13 +218,7 @@ fn fix_l4_csum(
     put(d, at, &n.to_be_bytes())
 }
 
-fn set_ipv4_addr(
-    d: &mut [u8],
-    info: &PacketInfo,
-    at: usize,
-    l4: Option<usize>,
-    ip: u32,
-) -> Option<()> {
+fn set_ipv4_addr(d: &mut [u8], info: &PacketInfo, at: usize, l4: Option<usize>, ip: u32) -> Option<()> {
     let old: [u8; 4] = d.get(at..at + 4)?.try_into().ok()?;
     let new = ip.to_be_bytes();
     put(d, at, &new)?;
@@ -249,13 +228,7 @@ fn set_ipv4_addr(
     fix_l4_csum(d, info, l4, &old, &new)
 }
 
-fn set_ipv6_addr(
-    d: &mut [u8],
-    info: &PacketInfo,
-    at: usize,
-    l4: Option<usize>,
-    addr: [u8; 16],
-) -> Option<()> {
+fn set_ipv6_addr(d: &mut [u8], info: &PacketInfo, at: usize, l4: Option<usize>, addr: [u8; 16]) -> Option<()> {
     let old: [u8; 16] = d.get(at..at + 16)?.try_into().ok()?;
     put(d, at, &addr)?;
     fix_l4_csum(d, info, l4, &old, &addr)
@@ -276,11 +249,7 @@ fn set_l4(d: &mut [u8], info: &PacketInfo, l4: usize, off: usize, v: u16) -> Opt
         ip_proto::ICMP | ip_proto::ICMPV6 => {
             // Type and code share one checksummed word: type in the high byte, code in the low.
             let old = get16(d, l4)?;
-            let new = if off == 0 {
-                (v << 8) | (old & 0xff)
-            } else {
-                (old & 0xff00) | (v & 0xff)
-            };
+            let new = if off == 0 { (v << 8) | (old & 0xff) } else { (old & 0xff00) | (v & 0xff) };
             put(d, l4, &new.to_be_bytes())?;
             let c = get16(d, l4 + 2)?;
             put(d, l4 + 2, &update16(c, old, new).to_be_bytes())
@@ -322,12 +291,7 @@ mod tests {
 
     fn info(d: &[u8]) -> PacketInfo {
         let (k, layout) = extract(d, 1);
-        PacketInfo {
-            dl_type: k.dl_type(),
-            nw_proto: k.nw_proto(),
-            vlan: k.vlan_tci() != 0,
-            layout,
-        }
+        PacketInfo { dl_type: k.dl_type(), nw_proto: k.nw_proto(), vlan: k.vlan_tci() != 0, layout }
     }
 
     /// The packet as etherparse re-checks it: every checksum verified.
@@ -335,16 +299,10 @@ mod tests {
         let p = etherparse::SlicedPacket::from_ethernet(d).unwrap();
         let ok_l4 = match (&p.net, &p.transport) {
             (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Udp(u))) => {
-                u.to_header()
-                    .calc_checksum_ipv4(&ip.header().to_header(), u.payload())
-                    .unwrap()
-                    == u.checksum()
+                u.to_header().calc_checksum_ipv4(&ip.header().to_header(), u.payload()).unwrap() == u.checksum()
             }
             (Some(etherparse::NetSlice::Ipv6(ip)), Some(etherparse::TransportSlice::Tcp(t))) => {
-                t.to_header()
-                    .calc_checksum_ipv6(&ip.header().to_header(), t.payload())
-                    .unwrap()
-                    == t.checksum()
+                t.to_header().calc_checksum_ipv6(&ip.header().to_header(), t.payload()).unwrap() == t.checksum()
             }
             _ => true,
         };

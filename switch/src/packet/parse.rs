@@ -12,19 +12,19 @@ use ferrovs_config::flow::{FRAG_ANY, FRAG_LATER, FlowKey, OfPort, VLAN_CFI, eth_
 pub struct Layout {
     /// Start of the network header (IPv4, IPv6, ARP), if one was parsed.
     pub l3: u16,
-    /// Start of the transport header (TCP, UDP, SCTP, ICMP, ICMPv6), if one was parsed whole.
+    /// Where the transport header starts: right after the IP header (and IPv6 extension headers),
+    /// whether or not a transport header was parsed there (as OVS's `l4_ofs`: checksum updates for
+    /// address rewrites go by it).
     pub l4: u16,
     /// End of the network packet (IP total length; the frame may carry padding after it).
     pub end: u16,
+    /// Whether a whole transport header (TCP, UDP, SCTP, ICMP, ICMPv6) was parsed at `l4`.
+    pub l4_ok: bool,
 }
 
 impl Layout {
     /// No header offsets.
-    pub const NONE: Layout = Layout {
-        l3: NONE,
-        l4: NONE,
-        end: NONE,
-    };
+    pub const NONE: Layout = Layout { l3: NONE, l4: NONE, end: NONE, l4_ok: false };
 }
 
 impl Default for Layout {
@@ -86,9 +86,7 @@ fn extract_into(frame: &[u8], key: &mut FlowKey, layout: &mut Layout) -> Option<
     let mut at = 12;
     // One VLAN tag (Open vSwitch's default vlan-limit), only if the tag and the next ethertype fit.
     let tpid = be16(frame, at)?;
-    if matches!(tpid, eth_type::VLAN | eth_type::VLAN_QINQ)
-        && frame.len() >= at + VLAN_HEADER_LEN + 2
-    {
+    if matches!(tpid, eth_type::VLAN | eth_type::VLAN_QINQ) && frame.len() >= at + VLAN_HEADER_LEN + 2 {
         key.set_vlan_tci(be16(frame, at + 2)? | VLAN_CFI);
         at += VLAN_HEADER_LEN;
     }
@@ -112,9 +110,7 @@ fn ethertype(frame: &[u8], at: usize) -> Option<(u16, usize)> {
     }
     let snap = frame.get(after..after + LLC_SNAP_LEN);
     match snap {
-        Some([0xaa, 0xaa, 0x03, 0, 0, 0, hi, lo])
-            if u16::from_be_bytes([*hi, *lo]) >= ETH_TYPE_MIN =>
-        {
+        Some([0xaa, 0xaa, 0x03, 0, 0, 0, hi, lo]) if u16::from_be_bytes([*hi, *lo]) >= ETH_TYPE_MIN => {
             Some((u16::from_be_bytes([*hi, *lo]), after + LLC_SNAP_LEN))
         }
         _ => Some((eth_type::NONE, after)),
@@ -147,11 +143,7 @@ fn ipv4(frame: &[u8], l3: usize, key: &mut FlowKey, layout: &mut Layout) -> Opti
     }
     key.set_nw_frag(frag);
     let end = l3 + tot_len; // the rest of the frame is Ethernet padding
-    *layout = Layout {
-        l3: l3 as u16,
-        l4: NONE,
-        end: end as u16,
-    };
+    *layout = Layout { l3: l3 as u16, l4: (l3 + ihl) as u16, end: end as u16, l4_ok: false };
     if frag & FRAG_LATER == 0 {
         transport(&frame[..end], l3 + ihl, proto, key, layout);
     }
@@ -170,11 +162,7 @@ fn ipv6(frame: &[u8], l3: usize, key: &mut FlowKey, layout: &mut Layout) -> Opti
     key.set_ipv6_src(frame[l3 + 8..l3 + 24].try_into().ok()?);
     key.set_ipv6_dst(frame[l3 + 24..l3 + 40].try_into().ok()?);
     let end = l3 + IPV6_HEADER_LEN + plen;
-    *layout = Layout {
-        l3: l3 as u16,
-        l4: NONE,
-        end: end as u16,
-    };
+    *layout = Layout { l3: l3 as u16, l4: NONE, end: end as u16, l4_ok: false };
     let frame = &frame[..end];
     let tc_flow = be32(frame, l3)?;
     let mut proto = frame[l3 + 6];
@@ -184,9 +172,7 @@ fn ipv6(frame: &[u8], l3: usize, key: &mut FlowKey, layout: &mut Layout) -> Opti
     let mut at = l3 + IPV6_HEADER_LEN;
     loop {
         match proto {
-            IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS | IPV6_AH | IPV6_FRAGMENT
-                if frame.len() < at + 8 =>
-            {
+            IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS | IPV6_AH | IPV6_FRAGMENT if frame.len() < at + 8 => {
                 return None;
             }
             IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
@@ -226,6 +212,7 @@ fn ipv6(frame: &[u8], l3: usize, key: &mut FlowKey, layout: &mut Layout) -> Opti
     key.set_nw_proto(proto);
     key.set_nw_frag(frag);
     key.set_ipv6_label(tc_flow & 0x000f_ffff);
+    layout.l4 = at as u16;
     if frag & FRAG_LATER == 0 {
         transport(frame, at, proto, key, layout);
     }
@@ -246,11 +233,7 @@ fn arp(frame: &[u8], l3: usize, key: &mut FlowKey, layout: &mut Layout) -> Optio
     }
     key.set_arp_sha(arp[8..14].try_into().ok()?);
     key.set_arp_tha(arp[18..24].try_into().ok()?);
-    *layout = Layout {
-        l3: l3 as u16,
-        l4: NONE,
-        end: (l3 + ARP_ETH_LEN) as u16,
-    };
+    *layout = Layout { l3: l3 as u16, l4: NONE, end: (l3 + ARP_ETH_LEN) as u16, l4_ok: false };
     Some(())
 }
 
@@ -274,9 +257,7 @@ fn transport(frame: &[u8], l4: usize, proto: u8, key: &mut FlowKey, layout: &mut
         ip_proto::ICMPV6 if size >= ICMPV6_HEADER_LEN => type_code(frame, l4, key),
         _ => false,
     };
-    if parsed {
-        layout.l4 = l4 as u16;
-    }
+    layout.l4_ok = parsed;
 }
 
 fn ports(frame: &[u8], l4: usize, key: &mut FlowKey) -> bool {
@@ -313,14 +294,7 @@ mod tests {
         v
     }
 
-    fn tcp4(
-        src: [u8; 4],
-        dst: [u8; 4],
-        sport: u16,
-        dport: u16,
-        ttl: u8,
-        payload: &[u8],
-    ) -> Vec<u8> {
+    fn tcp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, ttl: u8, payload: &[u8]) -> Vec<u8> {
         build(|v| {
             PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
                 .ipv4(src, dst, ttl)
@@ -337,16 +311,10 @@ mod tests {
         let f = tcp4([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 64, b"hi");
         let (k, l) = extract(&f, 7);
         assert_eq!(k.in_port(), 7);
-        assert_eq!(
-            (k.dl_src(), k.dl_dst(), k.dl_type()),
-            ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 0x0800)
-        );
-        assert_eq!(
-            (k.nw_src(), k.nw_dst(), k.nw_proto(), k.nw_ttl()),
-            (0x0a00_0001, 0x0a00_0002, 6, 64)
-        );
+        assert_eq!((k.dl_src(), k.dl_dst(), k.dl_type()), ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 0x0800));
+        assert_eq!((k.nw_src(), k.nw_dst(), k.nw_proto(), k.nw_ttl()), (0x0a00_0001, 0x0a00_0002, 6, 64));
         assert_eq!((k.tp_src(), k.tp_dst(), k.tcp_flags()), (1234, 80, 0x012));
-        assert_eq!((l.l3, l.l4, usize::from(l.end)), (14, 34, f.len()));
+        assert_eq!((l.l3, l.l4, usize::from(l.end), l.l4_ok), (14, 34, f.len(), true));
     }
 
     #[test]
@@ -363,7 +331,7 @@ mod tests {
         assert_eq!(k.vlan_tci(), 100 | VLAN_CFI);
         assert_eq!((k.dl_type(), k.nw_proto(), k.nw_ttl()), (0x86dd, 17, 9));
         assert_eq!((k.ipv6_src(), k.tp_src(), k.tp_dst()), ([1; 16], 53, 5353));
-        assert_eq!((l.l3, l.l4), (18, 58));
+        assert_eq!((l.l3, l.l4, l.l4_ok), (18, 58, true));
 
         // An IPv4 later fragment: no transport fields.
         let mut f = tcp4([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 3, &[]);
@@ -371,7 +339,7 @@ mod tests {
         f[14 + 7] = 0x10; // offset 16 bytes
         let (k, l) = extract(&f, 1);
         assert_eq!(k.nw_frag(), FRAG_ANY | FRAG_LATER);
-        assert_eq!((k.tp_src(), k.tp_dst(), l.l4), (0, 0, NONE));
+        assert_eq!((k.tp_src(), k.tp_dst(), l.l4, l.l4_ok), (0, 0, 34, false));
     }
 
     #[test]
@@ -380,10 +348,7 @@ mod tests {
         let mut f = tcp4([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 3, &[]);
         f[14] = 0x44;
         let (k, l) = extract(&f, 1);
-        assert_eq!(
-            (k.dl_type(), k.nw_src(), k.nw_proto(), l.l3),
-            (0x0800, 0, 0, NONE)
-        );
+        assert_eq!((k.dl_type(), k.nw_src(), k.nw_proto(), l.l3), (0x0800, 0, 0, NONE));
         // Total length longer than the frame.
         let mut f = tcp4([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 3, &[]);
         f[16] = 0xff;
@@ -393,7 +358,7 @@ mod tests {
         let mut short = f[..14 + 20 + 10].to_vec();
         short[16..18].copy_from_slice(&30u16.to_be_bytes());
         let (k, l) = extract(&short, 1);
-        assert_eq!((k.nw_src(), k.tp_src(), l.l4), (0x0101_0101, 0, NONE));
+        assert_eq!((k.nw_src(), k.tp_src(), l.l4, l.l4_ok), (0x0101_0101, 0, 34, false));
         // A runt: nothing but in_port.
         let (k, _) = extract(&[0xff; 13], 3);
         assert_eq!(k.dl_type(), 0);
@@ -407,14 +372,8 @@ mod tests {
         f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
         f.extend_from_slice(&[2, 0, 0, 0, 0, 9, 10, 0, 0, 9, 2, 0, 0, 0, 0, 7, 10, 0, 0, 7]);
         let (k, _) = extract(&f, 1);
-        assert_eq!(
-            (k.dl_type(), k.nw_proto(), k.nw_src(), k.nw_dst()),
-            (0x0806, 2, 0x0a00_0009, 0x0a00_0007)
-        );
-        assert_eq!(
-            (k.arp_sha(), k.arp_tha()),
-            ([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 7])
-        );
+        assert_eq!((k.dl_type(), k.nw_proto(), k.nw_src(), k.nw_dst()), (0x0806, 2, 0x0a00_0009, 0x0a00_0007));
+        assert_eq!((k.arp_sha(), k.arp_tha()), ([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 7]));
         // 802.3 without SNAP.
         let mut f = vec![0xff; 12];
         f.extend_from_slice(&[0x00, 0x30, 0x42, 0x42, 0x03, 0, 0, 0, 0, 0]);

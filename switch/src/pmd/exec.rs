@@ -18,9 +18,7 @@ pub fn execute(
     counters: &mut PmdCounters,
     dropped: &mut Burst,
 ) {
-    let last_output = actions
-        .iter()
-        .rposition(|a| matches!(a, DpAction::Output(_)));
+    let last_output = actions.iter().rposition(|a| matches!(a, DpAction::Output(_)));
     let last_modify = actions.iter().rposition(DpAction::modifies);
     let mut pkt = Some(pkt);
     for (i, action) in actions.iter().enumerate() {
@@ -43,10 +41,7 @@ pub fn execute(
                 let Some(p) = owned(&mut pkt, counters) else {
                     break;
                 };
-                if p.prepend(4).is_ok()
-                    && p.data_mut()
-                        .is_some_and(|d| edit::write_pushed_vlan(d, tpid, tci))
-                {
+                if p.prepend(4).is_ok() && p.data_mut().is_some_and(|d| edit::write_pushed_vlan(d, tpid, tci)) {
                     info.vlan = true;
                     info.shift(4);
                 }

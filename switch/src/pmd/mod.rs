@@ -133,15 +133,7 @@ impl Pmd {
     /// Forwards one received burst: keys for all, then per packet the translation and its actions.
     #[inline]
     fn process(&mut self, burst: &mut Burst, _in_port: PortIdx, in_ofport: OfPort) {
-        let Self {
-            id,
-            tx,
-            counters,
-            ports,
-            tables,
-            xlate,
-            ..
-        } = self;
+        let Self { id, tx, counters, ports, tables, xlate, .. } = self;
         let tables: &Tables = tables.load();
         let n = burst.len();
         counters.rx_packets += n as u64;
@@ -154,21 +146,8 @@ impl Pmd {
         let now = rdtsc();
         let mut dropped = Burst::new(); // freed in bulk when this function returns
         for ((key, layout), pkt) in keys[..n].iter().zip(burst.drain()) {
-            let credit = Credit {
-                slot: *id,
-                bytes: pkt.len() as u64,
-                tsc: now,
-            };
-            translate(
-                tables,
-                ports,
-                key,
-                XlateOptions {
-                    credit: Some(credit),
-                    ..Default::default()
-                },
-                xlate,
-            );
+            let credit = Credit { slot: *id, bytes: pkt.len() as u64, tsc: now };
+            translate(tables, ports, key, XlateOptions { credit: Some(credit), ..Default::default() }, xlate);
             if let Some(reason) = xlate.drop {
                 counters.drops.add(reason, 1);
                 let _ = dropped.push(pkt);

@@ -16,10 +16,7 @@ pub struct TxBuffer {
 impl TxBuffer {
     /// A buffer in front of `queue`.
     pub fn new(queue: TxQueue) -> Self {
-        Self {
-            queue,
-            pending: Burst::new(),
-        }
+        Self { queue, pending: Burst::new() }
     }
 
     /// Queues `pkt`, transmitting first if the buffer is full.
@@ -45,9 +42,7 @@ impl TxBuffer {
             if sent == 0 {
                 idle_tries += 1;
                 if idle_tries == TX_RETRIES {
-                    counters
-                        .drops
-                        .add(DropReason::TxQueueFull, self.pending.len() as u64);
+                    counters.drops.add(DropReason::TxQueueFull, self.pending.len() as u64);
                     self.pending.clear();
                 }
             }
