@@ -169,3 +169,65 @@ impl Ofproto {
         Arc::clone(&self.published)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrovs_config::flow::{PortMap, parse_flow};
+
+    struct Ports;
+    impl PortMap for Ports {
+        fn by_name(&self, name: &str) -> Option<OfPort> {
+            name.strip_prefix('p')?.parse::<u16>().ok().map(|n| n + 1)
+        }
+        fn has_number(&self, n: OfPort) -> bool {
+            (1..=2).contains(&n)
+        }
+        fn name_of(&self, _: OfPort) -> Option<&str> {
+            None
+        }
+    }
+
+    const HZ: u64 = 1000; // one tick per millisecond, for readable times
+
+    fn ofproto(rules: &[&str]) -> Ofproto {
+        let mut o = Ofproto::new(Arc::new(PortTable::new(vec![1, 2])), 2);
+        for r in rules {
+            o.add(parse_flow(r, &Ports).unwrap(), 0).unwrap();
+        }
+        o
+    }
+
+    #[test]
+    fn hard_timeout_counts_from_installation() {
+        let mut o = ofproto(&["hard_timeout=2,actions=output:p1", "priority=1,actions=drop"]);
+        assert!(o.has_timeouts());
+        assert!(o.expire(1999, HZ).is_empty());
+        let gone = o.expire(2000, HZ);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].spec.hard_timeout, 2);
+        assert_eq!(o.tables().len(), 1);
+        assert!(!o.has_timeouts());
+    }
+
+    #[test]
+    fn idle_timeout_counts_from_the_last_hit() {
+        let mut o = ofproto(&["idle_timeout=1,actions=output:p1"]);
+        let rule = Arc::clone(o.tables().rules()[0]);
+        rule.stats.credit(1, 1, 60, 900); // a hit at 0.9 s on thread 1
+        assert!(o.expire(1899, HZ).is_empty(), "idle for 0.999 s only");
+        assert_eq!(o.expire(1900, HZ).len(), 1);
+    }
+
+    #[test]
+    fn readers_see_changes_only_once_published() {
+        let mut o = ofproto(&["actions=output:p1"]);
+        o.publish();
+        let reader = o.reader();
+        assert_eq!(reader.load().len(), 1);
+        o.add(parse_flow("priority=9,actions=drop", &Ports).unwrap(), 0).unwrap();
+        assert_eq!(reader.load().len(), 1, "not yet published");
+        o.publish();
+        assert_eq!(reader.load().len(), 2);
+    }
+}
