@@ -14,6 +14,8 @@ echo "test: cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "test: cargo test"
 cargo test --workspace
+echo "test: loom model checking of the flow cache's version protocol"
+RUSTFLAGS="--cfg loom" cargo test -p ferrovs-switch --release --test loom_cuckoo --target-dir target/loom
 if [ "${FUZZ_SECONDS:-20}" -gt 0 ]; then
   echo "test: fuzz smoke (${FUZZ_SECONDS:-20}s per target)"
   bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"

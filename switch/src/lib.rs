@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod classifier;
 #[allow(unsafe_code)] // the safe DPDK layer: the only module that touches dpdk_sys
 pub mod dpdk;
@@ -12,3 +13,4 @@ pub mod pmd;
 pub mod report;
 pub mod runtime;
 pub mod stats;
+pub mod sync;

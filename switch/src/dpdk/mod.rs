@@ -20,7 +20,7 @@ pub use mbuf::{Mbuf, NoRoom};
 pub use mempool::{Mempool, MempoolError};
 pub use port::{DevInfo, Link, Port, PortError, PortSetup, PortStats};
 pub use queue::{RxQueue, TxQueue};
-pub use tsc::{rdtsc, tsc_hz};
+pub use tsc::{prefetch, rdtsc, tsc_hz};
 
 /// The DPDK version ferrovs was built against.
 pub const DPDK_VERSION: &str = dpdk_sys::DPDK_VERSION;

@@ -1,5 +1,5 @@
-//! The time-stamp counter: the data path's clock (a system clock call per loop would be a syscall
-//! on some hosts; the TSC is one instruction).
+//! CPU helpers DPDK also wraps: the time-stamp counter (the data path's clock: one instruction,
+//! where a system clock call may be a syscall) and cache prefetch (`rte_prefetch0`).
 
 use dpdk_sys as sys;
 
@@ -22,4 +22,18 @@ pub fn rdtsc() -> u64 {
 pub fn tsc_hz() -> u64 {
     // SAFETY: reads a value EAL computed at init; harmless (returns 0) before init.
     unsafe { sys::rte_get_tsc_hz() }
+}
+
+/// Hints the CPU to load the cache line holding `*value` (like `rte_prefetch0`).
+#[inline(always)]
+pub fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let p = (value as *const T).cast::<i8>();
+        // SAFETY: prefetching is a hint; it never faults and reads nothing architecturally, and
+        // the address comes from a live reference anyway.
+        unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }

@@ -1,0 +1,439 @@
+//! The lock-free cuckoo hash map behind the exact-match flow cache and the megaflow table.
+//!
+//! # Concurrency contract
+//! - One writer (a [`CuckooWriter`], owned by the control core) inserts, updates and removes.
+//!   Any number of readers (PMDs) look up through a shared `&CuckooMap`, never block, never
+//!   write, and give up after a bounded number of retries (a miss just falls to the next tier).
+//! - Every shared word is an atomic; the protocol is sound in Rust's memory model with no
+//!   `unsafe`. A bucket is one cache line: a sequence counter and 7 slots, each slot one `u64`
+//!   holding a 16-bit signature and a 32-bit entry index (0 = empty), so a reader always sees a
+//!   consistent slot.
+//! - Entries (key words and value) are written before the slot that points at them is published
+//!   (Release); a reader reaches an entry only through a slot it loaded (Acquire).
+//! - The writer makes the counter of a bucket odd while it changes a slot and even after. A
+//!   reader that finds nothing checks that neither of its two buckets' counters moved, and
+//!   retries if one did: so a key that a cuckoo move relocates is never reported absent.
+//!   A move fills the new slot before clearing the old one.
+//! - A removed entry's index is reused only after every online reader has passed a quiescent
+//!   point ([`Qsbr`]): a reader may still be comparing its key.
+//!
+//! Two buckets per key (the second derived from the first and the signature, so it can be
+//! recomputed from a slot alone), breadth-first search for a path of moves when both are full.
+
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use ferrovs_config::flow::{FlowKey, KEY_WORDS};
+
+use crate::sync::qsbr::Qsbr;
+use crate::sync::{AtomicU32, AtomicU64, Ordering, fence, spin_loop};
+
+/// Slots per bucket: 7 slots and a counter fill one 64-byte cache line.
+pub const SLOTS: usize = 7;
+/// Lookup attempts before a reader gives up (reports a miss).
+const READ_TRIES: usize = 8;
+/// How far the insertion search looks (buckets visited).
+const BFS_LIMIT: usize = 512;
+
+#[repr(C, align(64))]
+struct Bucket {
+    seq: AtomicU32,
+    slots: [AtomicU64; SLOTS],
+}
+
+const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
+
+struct Entry {
+    key: [AtomicU64; KEY_WORDS],
+    value: AtomicU64,
+}
+
+/// A slot: signature in bits 32..48, entry index in bits 0..32.
+#[inline(always)]
+fn slot(sig: u16, index: u32) -> u64 {
+    (u64::from(sig) << 32) | u64::from(index)
+}
+
+#[inline(always)]
+fn slot_sig(s: u64) -> u16 {
+    (s >> 32) as u16
+}
+
+#[inline(always)]
+fn slot_index(s: u64) -> usize {
+    (s & 0xffff_ffff) as usize
+}
+
+/// The signature of a hash.
+#[inline(always)]
+pub fn signature(hash: u64) -> u16 {
+    (hash >> 48) as u16
+}
+
+/// What a lookup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// The key's value.
+    Hit(u64),
+    /// The key is not there (checked against concurrent moves).
+    Miss,
+    /// The writer kept changing the key's buckets; the reader gave up (wait-free bound).
+    Busy,
+}
+
+/// The shared, read-side map.
+pub struct CuckooMap {
+    buckets: Box<[Bucket]>,
+    bucket_mask: usize,
+    entries: Box<[Entry]>,
+}
+
+/// Hashes a flow key (the caller masks it first where needed). Fast, not cryptographic.
+#[inline]
+pub fn hash_key(key: &FlowKey) -> u64 {
+    let mut h: u64 = 0x243f_6a88_85a3_08d3;
+    for i in 0..KEY_WORDS {
+        h = (h ^ key.word(i)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= h >> 29;
+    }
+    h ^ (h >> 32)
+}
+
+impl CuckooMap {
+    fn new(capacity: usize) -> Self {
+        let buckets = (capacity.div_ceil(SLOTS - 1)).next_power_of_two().max(2);
+        Self {
+            buckets: (0..buckets)
+                .map(|_| Bucket { seq: AtomicU32::new(0), slots: std::array::from_fn(|_| AtomicU64::new(0)) })
+                .collect(),
+            bucket_mask: buckets - 1,
+            entries: (0..=capacity)
+                .map(|_| Entry { key: std::array::from_fn(|_| AtomicU64::new(0)), value: AtomicU64::new(0) })
+                .collect(),
+        }
+    }
+
+    /// How many entries it can hold.
+    pub fn capacity(&self) -> usize {
+        self.entries.len() - 1
+    }
+
+    #[inline(always)]
+    fn first_bucket(&self, hash: u64) -> usize {
+        hash as usize & self.bucket_mask
+    }
+
+    #[inline(always)]
+    fn alt_bucket(&self, bucket: usize, sig: u16) -> usize {
+        (bucket ^ (usize::from(sig) | 1).wrapping_mul(0x5bd1_e995)) & self.bucket_mask
+    }
+
+    /// Hints the CPU to load the buckets `hash` may live in (do it for a whole batch first).
+    #[inline(always)]
+    pub fn prefetch(&self, hash: u64) {
+        let b = self.first_bucket(hash);
+        crate::dpdk::prefetch(&self.buckets[b]);
+        crate::dpdk::prefetch(&self.buckets[self.alt_bucket(b, signature(hash))]);
+    }
+
+    #[inline(always)]
+    fn entry_is(&self, index: usize, key: &FlowKey) -> bool {
+        let Some(e) = self.entries.get(index) else { return false };
+        (0..KEY_WORDS).all(|i| e.key[i].load(Ordering::Relaxed) == key.word(i))
+    }
+
+    #[inline(always)]
+    fn scan(&self, bucket: usize, sig: u16, key: &FlowKey) -> Option<usize> {
+        for s in &self.buckets[bucket].slots {
+            let v = s.load(Ordering::Acquire);
+            if v != 0 && slot_sig(v) == sig && self.entry_is(slot_index(v), key) {
+                return Some(slot_index(v));
+            }
+        }
+        None
+    }
+
+    /// The value stored for `key` (whose hash is `hash`), if any. A lookup that keeps colliding
+    /// with the writer gives up and says `None`: callers treat it as a miss.
+    #[inline]
+    pub fn get(&self, key: &FlowKey, hash: u64) -> Option<u64> {
+        match self.lookup(key, hash) {
+            Lookup::Hit(v) => Some(v),
+            Lookup::Miss | Lookup::Busy => None,
+        }
+    }
+
+    /// Like [`get`](Self::get), but tells a validated miss from giving up.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey, hash: u64) -> Lookup {
+        let sig = signature(hash);
+        let b1 = self.first_bucket(hash);
+        let b2 = self.alt_bucket(b1, sig);
+        for _ in 0..READ_TRIES {
+            let s1 = self.buckets[b1].seq.load(Ordering::Acquire);
+            let s2 = self.buckets[b2].seq.load(Ordering::Acquire);
+            if (s1 | s2) & 1 == 0 {
+                if let Some(i) = self.scan(b1, sig, key).or_else(|| self.scan(b2, sig, key)) {
+                    return Lookup::Hit(self.entries[i].value.load(Ordering::Relaxed));
+                }
+                // A miss counts only if no writer touched either bucket meanwhile.
+                fence(Ordering::Acquire);
+                if self.buckets[b1].seq.load(Ordering::Relaxed) == s1
+                    && self.buckets[b2].seq.load(Ordering::Relaxed) == s2
+                {
+                    return Lookup::Miss;
+                }
+            }
+            spin_loop();
+        }
+        Lookup::Busy
+    }
+}
+
+/// The insert did not fit: every path of moves from both buckets is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cuckoo map full")]
+pub struct Full;
+
+/// The single writer of a [`CuckooMap`].
+pub struct CuckooWriter {
+    map: Arc<CuckooMap>,
+    qsbr: Arc<Qsbr>,
+    free: Vec<u32>,
+    /// Removed entries waiting for readers to pass: (epoch, index).
+    retired: VecDeque<(u64, u32)>,
+    len: usize,
+}
+
+impl CuckooWriter {
+    /// An empty map with room for `capacity` entries; reclamation waits on `qsbr`'s readers.
+    pub fn new(capacity: usize, qsbr: Arc<Qsbr>) -> Self {
+        assert!(capacity < u32::MAX as usize, "capacity must fit 32-bit indices");
+        let map = Arc::new(CuckooMap::new(capacity));
+        let free = (1..=capacity as u32).rev().collect();
+        Self { map, qsbr, free, retired: VecDeque::new(), len: 0 }
+    }
+
+    /// The read side, to share with readers.
+    pub fn map(&self) -> &Arc<CuckooMap> {
+        &self.map
+    }
+
+    /// Entries stored.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The value stored for `key` (writer-side lookup; no retries needed).
+    pub fn get(&self, key: &FlowKey, hash: u64) -> Option<u64> {
+        self.find(key, hash).map(|(_, _, i)| self.map.entries[i].value.load(Ordering::Relaxed))
+    }
+
+    /// (bucket, slot, entry index) of `key`.
+    fn find(&self, key: &FlowKey, hash: u64) -> Option<(usize, usize, usize)> {
+        let m = &self.map;
+        let sig = signature(hash);
+        let b1 = m.first_bucket(hash);
+        for b in [b1, m.alt_bucket(b1, sig)] {
+            for (s, slot) in m.buckets[b].slots.iter().enumerate() {
+                let v = slot.load(Ordering::Relaxed);
+                if v != 0 && slot_sig(v) == sig && m.entry_is(slot_index(v), key) {
+                    return Some((b, s, slot_index(v)));
+                }
+            }
+        }
+        None
+    }
+
+    /// Stores one slot under the bucket's counter (odd while it changes).
+    fn write_slot(&self, bucket: usize, slot: usize, value: u64) {
+        let b = &self.map.buckets[bucket];
+        let seq = b.seq.load(Ordering::Relaxed);
+        b.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        b.slots[slot].store(value, Ordering::Release);
+        b.seq.store(seq.wrapping_add(2), Ordering::Release);
+    }
+
+    /// Frees the indices whose readers have all moved on.
+    fn reclaim(&mut self) {
+        while let Some(&(epoch, index)) = self.retired.front() {
+            if !self.qsbr.passed(epoch) {
+                break;
+            }
+            self.retired.pop_front();
+            self.free.push(index);
+        }
+    }
+
+    /// Inserts `key` -> `value`, or updates the value if `key` is present.
+    pub fn insert(&mut self, key: &FlowKey, hash: u64, value: u64) -> Result<(), Full> {
+        if let Some((_, _, i)) = self.find(key, hash) {
+            self.map.entries[i].value.store(value, Ordering::Release);
+            return Ok(());
+        }
+        if self.free.is_empty() {
+            self.reclaim();
+        }
+        let sig = signature(hash);
+        let b1 = self.map.first_bucket(hash);
+        let Some((bucket, slot_no)) = self.make_room(b1, self.map.alt_bucket(b1, sig)) else {
+            return Err(Full);
+        };
+        let Some(index) = self.free.pop() else { return Err(Full) };
+        let e = &self.map.entries[index as usize];
+        for i in 0..KEY_WORDS {
+            e.key[i].store(key.word(i), Ordering::Relaxed);
+        }
+        e.value.store(value, Ordering::Relaxed);
+        // Publishing the slot (Release) makes the entry's words visible to whoever loads it.
+        self.write_slot(bucket, slot_no, slot(sig, index));
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Removes `key`; returns its value.
+    pub fn remove(&mut self, key: &FlowKey, hash: u64) -> Option<u64> {
+        let (b, s, i) = self.find(key, hash)?;
+        let value = self.map.entries[i].value.load(Ordering::Relaxed);
+        self.write_slot(b, s, 0);
+        self.retire(i as u32);
+        Some(value)
+    }
+
+    fn retire(&mut self, index: u32) {
+        let epoch = self.qsbr.advance();
+        self.retired.push_back((epoch, index));
+        self.len -= 1;
+    }
+
+    /// Removes one entry from `key`'s first bucket (to make room in a cache); returns its key.
+    pub fn evict_one(&mut self, hash: u64, victim: usize) -> Option<FlowKey> {
+        let b = self.map.first_bucket(hash);
+        let s = victim % SLOTS;
+        let v = self.map.buckets[b].slots[s].load(Ordering::Relaxed);
+        if v == 0 {
+            return None;
+        }
+        let key = self.key_of(slot_index(v));
+        self.write_slot(b, s, 0);
+        self.retire(slot_index(v) as u32);
+        Some(key)
+    }
+
+    fn key_of(&self, index: usize) -> FlowKey {
+        let mut k = FlowKey::ZERO;
+        for (i, w) in self.map.entries[index].key.iter().enumerate() {
+            k.set_word(i, w.load(Ordering::Relaxed));
+        }
+        k
+    }
+
+    /// Every (key, value), in no particular order (writer side).
+    pub fn entries(&self) -> Vec<(FlowKey, u64)> {
+        let mut out = Vec::with_capacity(self.len);
+        for b in self.map.buckets.iter() {
+            for s in &b.slots {
+                let v = s.load(Ordering::Relaxed);
+                if v != 0 {
+                    out.push((
+                        self.key_of(slot_index(v)),
+                        self.map.entries[slot_index(v)].value.load(Ordering::Relaxed),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Removes every entry for which `keep` says no.
+    pub fn retain(&mut self, mut keep: impl FnMut(&FlowKey, u64) -> bool) {
+        for b in 0..self.map.buckets.len() {
+            for s in 0..SLOTS {
+                let v = self.map.buckets[b].slots[s].load(Ordering::Relaxed);
+                if v == 0 {
+                    continue;
+                }
+                let i = slot_index(v);
+                if !keep(&self.key_of(i), self.map.entries[i].value.load(Ordering::Relaxed)) {
+                    self.write_slot(b, s, 0);
+                    self.retire(i as u32);
+                }
+            }
+        }
+    }
+
+    /// Finds a free slot in `b1` or `b2`, moving entries along a cuckoo path if both are full.
+    /// Each move fills the destination before clearing the source.
+    fn make_room(&mut self, b1: usize, b2: usize) -> Option<(usize, usize)> {
+        let free_slot = |b: usize| self.map.buckets[b].slots.iter().position(|s| s.load(Ordering::Relaxed) == 0);
+        if let Some(s) = free_slot(b1) {
+            return Some((b1, s));
+        }
+        if let Some(s) = free_slot(b2) {
+            return Some((b2, s));
+        }
+        // Breadth-first search over buckets; each node remembers (bucket, parent node, slot of the
+        // parent's entry that would move into this bucket).
+        let mut nodes: Vec<(usize, usize, usize)> = vec![(b1, usize::MAX, 0), (b2, usize::MAX, 0)];
+        let mut head = 0;
+        while head < nodes.len() && nodes.len() < BFS_LIMIT {
+            let (bucket, _, _) = nodes[head];
+            for s in 0..SLOTS {
+                let v = self.map.buckets[bucket].slots[s].load(Ordering::Relaxed);
+                let alt = self.map.alt_bucket(bucket, slot_sig(v));
+                if alt == bucket {
+                    continue;
+                }
+                nodes.push((alt, head, s));
+                if let Some(free) = free_slot(alt) {
+                    return Some(self.execute_moves(&nodes, nodes.len() - 1, free));
+                }
+            }
+            head += 1;
+        }
+        None
+    }
+
+    /// Walks a path back from the node with a free slot, moving each entry one step forward.
+    fn execute_moves(&self, nodes: &[(usize, usize, usize)], mut node: usize, mut free: usize) -> (usize, usize) {
+        loop {
+            let (bucket, parent, parent_slot) = nodes[node];
+            if parent == usize::MAX {
+                return (bucket, free);
+            }
+            let from = nodes[parent].0;
+            let v = self.map.buckets[from].slots[parent_slot].load(Ordering::Relaxed);
+            self.write_slot(bucket, free, v); // the entry is now in both buckets...
+            self.write_slot(from, parent_slot, 0); // ...and then only in the new one
+            node = parent;
+            free = parent_slot;
+        }
+    }
+
+    /// For tests: moves the entry of `key` to its other bucket if there is room there, as an
+    /// insertion path would. Returns whether it moved.
+    #[doc(hidden)]
+    pub fn relocate(&mut self, key: &FlowKey, hash: u64) -> bool {
+        let Some((b, s, _)) = self.find(key, hash) else { return false };
+        let v = self.map.buckets[b].slots[s].load(Ordering::Relaxed);
+        let alt = self.map.alt_bucket(b, slot_sig(v));
+        let Some(free) = self.map.buckets[alt].slots.iter().position(|x| x.load(Ordering::Relaxed) == 0) else {
+            return false;
+        };
+        if alt == b {
+            return false;
+        }
+        self.write_slot(alt, free, v);
+        self.write_slot(b, s, 0);
+        true
+    }
+}
