@@ -7,6 +7,7 @@ pub mod cache;
 pub mod classifier;
 #[allow(unsafe_code)] // the safe DPDK layer: the only module that touches dpdk_sys
 pub mod dpdk;
+pub mod fastpath;
 pub mod ofproto;
 pub mod packet;
 pub mod pmd;

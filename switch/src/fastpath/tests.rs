@@ -1,0 +1,112 @@
+use super::*;
+use crate::ofproto::DpAction;
+use crate::packet::PortIdx;
+
+fn key(port: u16, dst: u32, tp: u16) -> FlowKey {
+    let mut k = FlowKey::ZERO;
+    k.set_in_port(port);
+    k.set_dl_type(0x0800);
+    k.set_nw_dst(dst);
+    k.set_tp_dst(tp);
+    k
+}
+
+fn mask(dst_prefix: u32) -> FlowKey {
+    let mut m = FlowKey::ZERO;
+    m.set_in_port(0xffff);
+    m.set_dl_type(0xffff);
+    m.set_nw_dst(u32::MAX.checked_shl(32 - dst_prefix).unwrap_or(0));
+    m
+}
+
+fn out(p: u16) -> Vec<DpAction> {
+    vec![DpAction::Output(PortIdx(p))]
+}
+
+fn actions_of(t: &FlowTables, r: MegaflowRef) -> Vec<DpAction> {
+    let mut w = ActionWords { words: [0; ACTION_WORDS], len: 0 };
+    assert!(t.actions(r, &mut w));
+    let mut v = Vec::new();
+    let mut at = 0;
+    while at < w.len {
+        let (a, n) = actions::decode(&w.as_slice()[at..]).unwrap();
+        v.push(a);
+        at += n;
+    }
+    v
+}
+
+#[test]
+fn megaflows_match_by_mask_and_rank_by_size() {
+    let mut w = TablesWriter::new(64, 64, 1);
+    let wide = w.install(&key(1, 0x0a00_0000, 0), &mask(8), &out(2), vec![]).unwrap();
+    let narrow = w.install(&key(1, 0x0b01_0000, 0), &mask(16), &out(3), vec![]).unwrap();
+    w.install(&key(1, 0x0b02_0000, 0), &mask(16), &out(3), vec![]).unwrap();
+    assert_eq!((w.megaflow_count(), w.subtable_count()), (3, 2));
+    let t = Arc::clone(w.tables());
+    let mut view = SubtableView::default();
+    t.refresh(&mut view);
+    assert_eq!(view.list.len(), 2);
+    assert_eq!(view.list[0].mask, mask(16), "the subtable with more megaflows first");
+    assert_eq!(t.megaflow_lookup(&view, &key(1, 0x0a09_0909, 99)), Some(wide));
+    assert_eq!(t.megaflow_lookup(&view, &key(1, 0x0b01_ffff, 7)), Some(narrow));
+    assert_eq!(t.megaflow_lookup(&view, &key(2, 0x0a09_0909, 99)), None, "in_port is in the mask");
+    assert_eq!(t.megaflow_lookup(&view, &key(1, 0x0c00_0000, 0)), None);
+    assert_eq!(actions_of(&t, narrow), out(3));
+    assert_eq!(w.lookup(&key(1, 0x0b01_0001, 0)), Some(narrow));
+}
+
+#[test]
+fn removal_makes_cache_entries_stale_and_ids_come_back_after_a_grace_period() {
+    let mut w = TablesWriter::new(64, 1, 1);
+    let t = Arc::clone(w.tables());
+    t.qsbr().online(0);
+    let k = key(1, 0x0a00_0001, 80);
+    let h = hash_key(&k);
+    let mf = w.install(&k, &mask(32), &out(2), vec![]).unwrap();
+    w.cache_insert(&k, h, mf);
+    assert_eq!(t.cache_lookup(&k, h), Some(mf));
+    w.remove(mf.id).unwrap();
+    assert_eq!(t.cache_lookup(&k, h), None, "generation moved on");
+    let mut view = SubtableView::default();
+    t.refresh(&mut view);
+    assert_eq!(t.megaflow_lookup(&view, &k), None);
+    assert_eq!(
+        w.install(&k, &mask(32), &out(3), vec![]),
+        Err(InstallError::TableFull),
+        "the only id is still retired: the PMD has not quiesced"
+    );
+    t.qsbr().quiesce(0);
+    let again = w.install(&k, &mask(32), &out(3), vec![]).unwrap();
+    assert_eq!(again.id, mf.id);
+    assert_ne!(again.generation, mf.generation);
+    assert_eq!(t.cache_lookup(&k, h), None, "the old cache entry does not point at the new megaflow");
+    assert_eq!(w.sweep_cache(), 1);
+}
+
+#[test]
+fn counters_are_taken_as_deltas_per_megaflow() {
+    let mut w = TablesWriter::new(8, 1, 2);
+    let mf = w.install(&key(1, 1, 1), &mask(32), &out(2), vec![]).unwrap();
+    let t = Arc::clone(w.tables());
+    t.credit(0, mf.id, 3, 180, 10);
+    t.credit(1, mf.id, 1, 60, 20);
+    assert_eq!(w.take_counts(mf.id), (4, 240));
+    assert_eq!(w.take_counts(mf.id), (0, 0));
+    t.credit(1, mf.id, 2, 120, 30);
+    assert_eq!(w.take_counts(mf.id), (2, 120));
+    // A reused id does not inherit the old counters.
+    w.remove(mf.id);
+    w.synchronize();
+    let mf2 = w.install(&key(1, 2, 1), &mask(32), &out(2), vec![]).unwrap();
+    assert_eq!(mf2.id, mf.id);
+    assert_eq!(w.take_counts(mf2.id), (0, 0));
+}
+
+#[test]
+fn too_long_action_lists_are_refused() {
+    let mut w = TablesWriter::new(8, 8, 1);
+    let many: Vec<DpAction> = (0..ACTION_WORDS as u16 + 1).map(|p| DpAction::Output(PortIdx(p))).collect();
+    assert_eq!(w.install(&key(1, 1, 1), &mask(32), &many, vec![]), Err(InstallError::TooManyActions));
+    assert_eq!(w.subtable_count(), 0);
+}

@@ -1,0 +1,357 @@
+//! The control core's side of the fast-path tables: installing and removing megaflows, filling
+//! the flow cache, reading megaflow counters, and reclaiming what PMDs no longer see.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use ferrovs_config::flow::FlowKey;
+
+use super::actions::encode;
+use super::{
+    ACTION_WORDS, FlowTables, MAX_SUBTABLES, MegaflowRef, MegaflowSlot, MegaflowStats, SubtableSlot, TAG_OFFSET,
+};
+use crate::cache::{CuckooWriter, Full, hash_key};
+use crate::ofproto::{DpAction, Rule};
+use crate::sync::qsbr::Qsbr;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// Why a megaflow was not installed (its packets are then handled by the control core).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InstallError {
+    /// More action words than a megaflow holds.
+    #[error("actions too long for a megaflow")]
+    TooManyActions,
+    /// Every megaflow slot is in use.
+    #[error("megaflow table full")]
+    TableFull,
+    /// Every subtable (distinct mask) is in use.
+    #[error("too many distinct megaflow masks")]
+    TooManyMasks,
+}
+
+/// What the writer knows about an installed megaflow.
+#[derive(Debug, Clone)]
+pub struct MegaflowRecord {
+    /// Its reference (id and generation).
+    pub handle: MegaflowRef,
+    /// Masked key (without the subtable tag).
+    pub key: FlowKey,
+    /// Mask.
+    pub mask: FlowKey,
+    /// Datapath actions.
+    pub actions: Vec<DpAction>,
+    /// The OpenFlow rules its translation went through (they are credited its packets).
+    pub rules: Vec<Arc<Rule>>,
+    subtable: usize,
+    /// Per PMD: (packets, bytes) already credited.
+    seen: Vec<(u64, u64)>,
+    /// Last time any PMD hit it, TSC.
+    pub used_tsc: u64,
+}
+
+#[derive(Debug, Clone)]
+struct SubtableRec {
+    mask: FlowKey,
+    tag: u32,
+    megaflows: usize,
+}
+
+/// The single writer of the fast-path tables (owned by the control core).
+pub struct TablesWriter {
+    tables: Arc<FlowTables>,
+    cache: CuckooWriter,
+    megaflows: CuckooWriter,
+    records: Vec<Option<MegaflowRecord>>,
+    free_ids: Vec<u32>,
+    retired_ids: VecDeque<(u64, u32)>,
+    subtables: Vec<Option<SubtableRec>>,
+    retired_subtables: VecDeque<(u64, usize)>,
+    /// Bumped for each new use of a subtable slot, so a reused slot gets a new tag.
+    subtable_gens: Vec<u16>,
+    words: Vec<u64>,
+    evict_cursor: usize,
+}
+
+impl TablesWriter {
+    /// Empty tables: a flow cache of `cache_capacity` entries, room for `max_megaflows`
+    /// megaflows, and counters for `readers` PMDs (which are also the QSBR readers 0..readers).
+    pub fn new(cache_capacity: usize, max_megaflows: usize, readers: usize) -> Self {
+        let qsbr = Arc::new(Qsbr::new(readers));
+        let cache = CuckooWriter::new(cache_capacity.max(1), Arc::clone(&qsbr));
+        let megaflows = CuckooWriter::new(max_megaflows.max(1), Arc::clone(&qsbr));
+        let slots = (0..max_megaflows.max(1))
+            .map(|_| MegaflowSlot {
+                generation: AtomicU32::new(1),
+                len: AtomicU32::new(0),
+                words: std::array::from_fn(|_| AtomicU64::new(0)),
+            })
+            .collect();
+        let stats =
+            (0..readers).map(|_| (0..max_megaflows.max(1)).map(|_| MegaflowStats::default()).collect()).collect();
+        let tables = Arc::new(FlowTables {
+            cache: Arc::clone(cache.map()),
+            megaflows: Arc::clone(megaflows.map()),
+            slots,
+            stats,
+            subtables_seq: AtomicU32::new(2),
+            subtable_count: AtomicU32::new(0),
+            subtable_order: (0..MAX_SUBTABLES).map(|_| AtomicU32::new(0)).collect(),
+            subtable_slots: (0..MAX_SUBTABLES)
+                .map(|_| SubtableSlot { mask: std::array::from_fn(|_| AtomicU64::new(0)), tag: AtomicU32::new(0) })
+                .collect(),
+            qsbr,
+        });
+        Self {
+            tables,
+            cache,
+            megaflows,
+            records: vec![None; max_megaflows.max(1)],
+            free_ids: (0..max_megaflows.max(1) as u32).rev().collect(),
+            retired_ids: VecDeque::new(),
+            subtables: vec![None; MAX_SUBTABLES],
+            retired_subtables: VecDeque::new(),
+            subtable_gens: vec![0; MAX_SUBTABLES],
+            words: Vec::with_capacity(ACTION_WORDS),
+            evict_cursor: 0,
+        }
+    }
+
+    /// The read side, for the PMDs.
+    pub fn tables(&self) -> &Arc<FlowTables> {
+        &self.tables
+    }
+
+    /// Installed megaflows.
+    pub fn megaflow_count(&self) -> usize {
+        self.megaflows.len()
+    }
+
+    /// Flow cache entries (some may be stale until the next sweep).
+    pub fn cache_len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Distinct masks in use.
+    pub fn subtable_count(&self) -> usize {
+        self.subtables.iter().flatten().count()
+    }
+
+    /// Every installed megaflow.
+    pub fn records(&self) -> impl Iterator<Item = &MegaflowRecord> {
+        self.records.iter().flatten()
+    }
+
+    fn tagged(key: &FlowKey, mask: &FlowKey, tag: u32) -> (FlowKey, u64) {
+        let mut m = key.masked(mask);
+        m.0[TAG_OFFSET..TAG_OFFSET + 4].copy_from_slice(&tag.to_be_bytes());
+        (m, hash_key(&m))
+    }
+
+    /// The installed megaflow that matches `key`, if any.
+    pub fn lookup(&self, key: &FlowKey) -> Option<MegaflowRef> {
+        let mut ranked: Vec<&SubtableRec> = self.subtables.iter().flatten().collect();
+        ranked.sort_by_key(|s| std::cmp::Reverse(s.megaflows));
+        ranked.into_iter().find_map(|st| {
+            let (m, h) = Self::tagged(key, &st.mask, st.tag);
+            self.megaflows.get(&m, h).map(MegaflowRef::unpack).filter(|r| self.tables.is_current(*r))
+        })
+    }
+
+    /// Returns retired ids and subtable slots whose readers have all moved on.
+    fn reclaim(&mut self) {
+        let q = &self.tables.qsbr;
+        while let Some(&(e, id)) = self.retired_ids.front() {
+            if !q.passed(e) {
+                break;
+            }
+            self.retired_ids.pop_front();
+            self.free_ids.push(id);
+        }
+        while let Some(&(e, slot)) = self.retired_subtables.front() {
+            if !q.passed(e) {
+                break;
+            }
+            self.retired_subtables.pop_front();
+            self.subtable_gens[slot] = self.subtable_gens[slot].wrapping_add(1);
+        }
+    }
+
+    /// The subtable slot for `mask`, creating it if needed.
+    fn subtable_for(&mut self, mask: &FlowKey) -> Result<usize, InstallError> {
+        if let Some(i) = self.subtables.iter().position(|s| s.as_ref().is_some_and(|s| s.mask == *mask)) {
+            return Ok(i);
+        }
+        let retired: Vec<usize> = self.retired_subtables.iter().map(|&(_, s)| s).collect();
+        let i = (0..MAX_SUBTABLES)
+            .find(|i| self.subtables[*i].is_none() && !retired.contains(i))
+            .ok_or(InstallError::TooManyMasks)?;
+        let tag = ((i as u32) << 16) | u32::from(self.subtable_gens[i]);
+        let slot = &self.tables.subtable_slots[i];
+        for (w, a) in slot.mask.iter().enumerate() {
+            a.store(mask.word(w), Ordering::Relaxed);
+        }
+        slot.tag.store(tag, Ordering::Relaxed);
+        self.subtables[i] = Some(SubtableRec { mask: *mask, tag, megaflows: 0 });
+        Ok(i)
+    }
+
+    /// Publishes the subtable list in rank order (most megaflows first).
+    fn publish_subtables(&self) {
+        let mut ranked: Vec<(usize, usize)> =
+            self.subtables.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i, s.megaflows))).collect();
+        ranked.sort_by_key(|&(i, n)| (std::cmp::Reverse(n), i));
+        let t = &self.tables;
+        let seq = t.subtables_seq.load(Ordering::Relaxed);
+        t.subtables_seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        crate::sync::fence(Ordering::Release);
+        for (pos, (i, _)) in ranked.iter().enumerate() {
+            t.subtable_order[pos].store(*i as u32, Ordering::Relaxed);
+        }
+        t.subtable_count.store(ranked.len() as u32, Ordering::Relaxed);
+        t.subtables_seq.store(seq.wrapping_add(2), Ordering::Release);
+    }
+
+    /// Installs a megaflow: packets whose key agrees with `key` on the bits of `mask` get
+    /// `actions`. Returns its reference.
+    pub fn install(
+        &mut self,
+        key: &FlowKey,
+        mask: &FlowKey,
+        actions: &[DpAction],
+        rules: Vec<Arc<Rule>>,
+    ) -> Result<MegaflowRef, InstallError> {
+        self.words.clear();
+        encode(actions, &mut self.words);
+        if self.words.len() > ACTION_WORDS {
+            return Err(InstallError::TooManyActions);
+        }
+        if self.free_ids.is_empty() {
+            self.reclaim();
+        }
+        let st = self.subtable_for(mask)?;
+        let Some(id) = self.free_ids.pop() else {
+            self.drop_subtable_if_empty(st);
+            return Err(InstallError::TableFull);
+        };
+        let slot = &self.tables.slots[id as usize];
+        for (a, w) in slot.words.iter().zip(&self.words) {
+            a.store(*w, Ordering::Relaxed);
+        }
+        slot.len.store(self.words.len() as u32, Ordering::Relaxed);
+        let handle = MegaflowRef { id, generation: slot.generation.load(Ordering::Relaxed) };
+        let tag = self.subtables[st].as_ref().expect("just found").tag;
+        let (m, h) = Self::tagged(key, mask, tag);
+        // The map publishes the entry with Release: the words above are visible to any PMD
+        // that finds it.
+        if let Err(Full) = self.megaflows.insert(&m, h, handle.pack()) {
+            self.free_ids.push(id);
+            self.drop_subtable_if_empty(st);
+            return Err(InstallError::TableFull);
+        }
+        let seen = (0..self.tables.stats.len()).map(|pmd| self.pmd_counters(pmd, id)).collect();
+        self.records[id as usize] = Some(MegaflowRecord {
+            handle,
+            key: key.masked(mask),
+            mask: *mask,
+            actions: actions.to_vec(),
+            rules,
+            subtable: st,
+            seen,
+            used_tsc: crate::dpdk::rdtsc(),
+        });
+        let rec = self.subtables[st].as_mut().expect("exists");
+        rec.megaflows += 1;
+        // Re-rank on a new subtable and whenever a count crosses a power of two (cheap, rare).
+        if rec.megaflows == 1 || rec.megaflows.is_power_of_two() {
+            self.publish_subtables();
+        }
+        Ok(handle)
+    }
+
+    fn pmd_counters(&self, pmd: usize, id: u32) -> (u64, u64) {
+        let s = &self.tables.stats[pmd][id as usize];
+        (s.packets.load(Ordering::Relaxed), s.bytes.load(Ordering::Relaxed))
+    }
+
+    /// Removes megaflow `id`. PMDs may still use it until they next pass a quiescent point: call
+    /// [`synchronize`](Self::synchronize) before relying on its absence.
+    pub fn remove(&mut self, id: u32) -> Option<MegaflowRecord> {
+        let rec = self.records.get_mut(id as usize)?.take()?;
+        let tag = self.subtables[rec.subtable].as_ref().expect("subtable of a live megaflow").tag;
+        let (m, h) = Self::tagged(&rec.key, &rec.mask, tag);
+        self.megaflows.remove(&m, h);
+        // A new generation: every cache entry and in-flight reference to the old one is stale.
+        self.tables.slots[id as usize].generation.fetch_add(1, Ordering::Release);
+        let epoch = self.tables.qsbr.advance();
+        self.retired_ids.push_back((epoch, id));
+        if let Some(st) = self.subtables[rec.subtable].as_mut() {
+            st.megaflows -= 1;
+        }
+        self.drop_subtable_if_empty(rec.subtable);
+        Some(rec)
+    }
+
+    fn drop_subtable_if_empty(&mut self, st: usize) {
+        if self.subtables[st].as_ref().is_some_and(|s| s.megaflows == 0) {
+            self.subtables[st] = None;
+            self.publish_subtables();
+            let epoch = self.tables.qsbr.advance();
+            self.retired_subtables.push_back((epoch, st));
+        }
+    }
+
+    /// Caches `key` -> `megaflow` (evicting another entry of the same bucket if full).
+    pub fn cache_insert(&mut self, key: &FlowKey, hash: u64, megaflow: MegaflowRef) {
+        if !self.tables.is_current(megaflow) {
+            return;
+        }
+        if self.cache.insert(key, hash, megaflow.pack()).is_err() {
+            self.evict_cursor = self.evict_cursor.wrapping_add(1);
+            self.cache.evict_one(hash, self.evict_cursor);
+            let _ = self.cache.insert(key, hash, megaflow.pack());
+        }
+    }
+
+    /// Drops cache entries whose megaflow is gone.
+    pub fn sweep_cache(&mut self) -> usize {
+        let before = self.cache.len();
+        let tables = Arc::clone(&self.tables);
+        self.cache.retain(|_, v| tables.is_current(MegaflowRef::unpack(v)));
+        before - self.cache.len()
+    }
+
+    /// Packets and bytes PMDs sent through megaflow `id` since the last call, and the latest
+    /// use (updates the record's `used_tsc`).
+    pub fn take_counts(&mut self, id: u32) -> (u64, u64) {
+        let n = self.tables.stats.len();
+        let now: Vec<((u64, u64), u64)> = (0..n)
+            .map(|pmd| {
+                let s = &self.tables.stats[pmd][id as usize];
+                (self.pmd_counters(pmd, id), s.used_tsc.load(Ordering::Relaxed))
+            })
+            .collect();
+        let Some(rec) = self.records.get_mut(id as usize).and_then(Option::as_mut) else { return (0, 0) };
+        let (mut p, mut b) = (0, 0);
+        for (pmd, ((np, nb), used)) in now.into_iter().enumerate() {
+            let (sp, sb) = rec.seen[pmd];
+            if np != sp {
+                rec.used_tsc = rec.used_tsc.max(used);
+            }
+            p += np.wrapping_sub(sp);
+            b += nb.wrapping_sub(sb);
+            rec.seen[pmd] = (np, nb);
+        }
+        (p, b)
+    }
+
+    /// Ids of every installed megaflow.
+    pub fn ids(&self) -> Vec<u32> {
+        self.records().map(|r| r.handle.id).collect()
+    }
+
+    /// Waits until every PMD has passed a quiescent point: after it, nothing removed before
+    /// the call is used any more.
+    pub fn synchronize(&self) {
+        self.tables.qsbr.synchronize();
+    }
+}
