@@ -34,7 +34,6 @@ fn ofproto(n: usize) -> Ofproto {
         };
         o.add(parse_flow(&text, &Ports).unwrap(), 0).unwrap();
     }
-    o.publish();
     o
 }
 

@@ -16,8 +16,8 @@ fn two_inputs_to_two_outputs() {
         .port("p3", vec![])
         .rules(&["priority=10,in_port=p0,actions=output:p2", "priority=10,in_port=p1,actions=output:p3"])
         .run();
-    assert_eq!(out.output("p2"), a.as_slice());
-    assert_eq!(out.output("p3"), b.as_slice());
+    out.assert_output("p2", a.as_slice());
+    out.assert_output("p3", b.as_slice());
     assert!(out.output("p0").is_empty() && out.output("p1").is_empty());
     assert_eq!(out.total("forwarded"), 210);
     assert_eq!(out.total("dropped_packets"), 0);
@@ -33,9 +33,9 @@ fn multi_output_sends_identical_copies() {
         .port("p3", vec![])
         .rules(&["in_port=p0,actions=output:p1,output:p3,output:p2"])
         .run();
-    assert_eq!(out.output("p1"), a.as_slice());
-    assert_eq!(out.output("p2"), a.as_slice());
-    assert_eq!(out.output("p3"), a.as_slice());
+    out.assert_output("p1", a.as_slice());
+    out.assert_output("p2", a.as_slice());
+    out.assert_output("p3", a.as_slice());
     assert_eq!((out.total("forwarded"), out.total("tx_packets")), (100, 300));
 }
 
@@ -64,7 +64,7 @@ fn unmatched_packets_are_dropped_and_counted() {
         .port("p2", vec![])
         .rules(&["in_port=p1,actions=output:p2"])
         .run();
-    assert_eq!(out.output("p2"), b.as_slice());
+    out.assert_output("p2", b.as_slice());
     assert_eq!(out.drops("no_match"), 70);
     assert_eq!(out.total("forwarded"), 30);
 }
@@ -90,7 +90,7 @@ fn higher_priority_wins_and_ties_go_to_the_first_rule() {
             "priority=50,actions=output:p3",
         ])
         .run();
-    assert_eq!(out.output("p2"), a.as_slice());
+    out.assert_output("p2", a.as_slice());
     assert!(out.output("p1").is_empty() && out.output("p3").is_empty());
 }
 
@@ -103,7 +103,7 @@ fn output_to_the_input_port_is_skipped() {
         .port("p1", b)
         .rules(&["in_port=p0,actions=output:p0,output:p1", "in_port=p1,actions=output:p1"])
         .run();
-    assert_eq!(out.output("p1"), a.as_slice());
+    out.assert_output("p1", a.as_slice());
     assert!(out.output("p0").is_empty());
     assert_eq!(out.drops("output_to_in_port"), 20);
     assert_eq!(out.total("forwarded"), 30);
@@ -119,7 +119,7 @@ fn rules_by_number_and_from_a_flows_file() {
         .flows_file("# rules by OpenFlow port number\n\nin_port=1 actions=output:3\n")
         .rules(&["priority=1,in_port=p0,actions=output:p1"])
         .run();
-    assert_eq!(out.output("p2"), a.as_slice());
+    out.assert_output("p2", a.as_slice());
     assert!(out.output("p1").is_empty());
 }
 
@@ -129,5 +129,5 @@ fn large_input_arrives_complete_and_in_order() {
     let a: Vec<Vec<u8>> = (0..20_000u32).map(|i| traffic::udp4(1, 2, i as u16, (i % 200) as usize)).collect();
     let out = Switch::new().port("p0", a.clone()).port("p1", vec![]).rules(&["in_port=p0,actions=output:p1"]).run();
     assert_eq!(out.output("p1").len(), a.len());
-    assert!(out.output("p1") == a.as_slice(), "output differs from input");
+    out.assert_output("p1", &a);
 }

@@ -34,6 +34,10 @@ use flow::{FlowRule, OfPort, PortMap};
 
 /// Largest burst the data path supports (matches the switch's fixed burst arrays).
 pub const MAX_BURST_SIZE: usize = 64;
+/// Default entries in the flow cache.
+pub const DEFAULT_FLOW_CACHE_SIZE: usize = 1 << 20;
+/// Default most megaflows (as Open vSwitch's default flow limit).
+pub const DEFAULT_MAX_MEGAFLOWS: usize = 200_000;
 
 /// Facts about the machine that validation checks against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +70,14 @@ pub struct Datapath {
     pub control_core: usize,
     /// Packets per rx burst.
     pub burst_size: usize,
+    /// Whether PMDs may share a CPU (for testing several PMDs on a small machine).
+    pub allow_shared_cores: bool,
+    /// Entries in the exact-match flow cache.
+    pub flow_cache_size: usize,
+    /// Most megaflows.
+    pub max_megaflows: usize,
+    /// Most upcalls per second per PMD (0: unlimited).
+    pub upcall_rate: u64,
 }
 
 /// One `[[port]]`.
@@ -81,6 +93,10 @@ pub struct PortConfig {
     pub rx_desc: u16,
     /// Transmit descriptors per queue.
     pub tx_desc: u16,
+    /// Receive queues (RSS spreads flows over them).
+    pub rx_queues: u16,
+    /// Receive queues pinned to a PMD core: (queue, core).
+    pub pmd_rxq_affinity: Vec<(u16, usize)>,
 }
 
 impl Config {

@@ -32,6 +32,10 @@ pub struct RawDatapath {
     pub pmd_cores: Option<Vec<i64>>,
     pub control_core: Option<i64>,
     pub burst_size: Option<i64>,
+    pub allow_shared_cores: Option<bool>,
+    pub flow_cache_size: Option<i64>,
+    pub max_megaflows: Option<i64>,
+    pub upcall_rate: Option<i64>,
 }
 
 /// One `[[port]]`.
@@ -43,6 +47,8 @@ pub struct RawPort {
     pub ofport: Option<i64>,
     pub rx_desc: Option<i64>,
     pub tx_desc: Option<i64>,
+    pub rx_queues: Option<i64>,
+    pub pmd_rxq_affinity: Option<String>,
 }
 
 /// `[flows]`

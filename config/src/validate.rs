@@ -21,7 +21,7 @@ pub(crate) fn validate(text: &str, source: &Path, base: &Path, host: &Host) -> R
     let raw: RawConfig = toml::from_str(text).map_err(|e| syntax_error(text, source, &e))?;
     let eal_args = check_eal_args(raw.eal.args)?;
     let datapath = check_datapath(&raw.datapath, host)?;
-    let ports = check_ports(&raw.ports, base)?;
+    let ports = check_ports(&raw.ports, base, &datapath.pmd_cores)?;
     let mut config = Config { source: source.to_path_buf(), eal_args, datapath, ports, flows: Vec::new() };
     config.flows = check_flows(&raw.flows, base, &config)?;
     Ok(config)
@@ -90,8 +90,18 @@ fn check_core(value: i64, field: String, host: &Host) -> Result<usize, ConfigErr
     }
 }
 
+fn check_range(value: Option<i64>, default: i64, min: i64, max: i64, field: &str) -> Result<i64, ConfigError> {
+    let v = value.unwrap_or(default);
+    if (min..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(ConfigError::invalid(field, format!("must be between {min} and {max}, got {v}")))
+    }
+}
+
 fn check_datapath(raw: &RawDatapath, host: &Host) -> Result<Datapath, ConfigError> {
     let control_core = check_core(raw.control_core.unwrap_or(0), "datapath.control_core".into(), host)?;
+    let allow_shared_cores = raw.allow_shared_cores.unwrap_or(false);
     let pmd_raw = raw.pmd_cores.clone().unwrap_or_else(|| vec![1]);
     if pmd_raw.is_empty() {
         return Err(ConfigError::invalid("datapath.pmd_cores", "needs at least one core"));
@@ -106,8 +116,11 @@ fn check_datapath(raw: &RawDatapath, host: &Host) -> Result<Datapath, ConfigErro
                 format!("core {core} is also the control_core; a PMD needs a core of its own"),
             ));
         }
-        if pmd_cores.contains(&core) {
-            return Err(ConfigError::invalid(field, format!("core {core} is listed twice")));
+        if pmd_cores.contains(&core) && !allow_shared_cores {
+            return Err(ConfigError::invalid(
+                field,
+                format!("core {core} is listed twice (set allow_shared_cores = true to let PMDs share a CPU)"),
+            ));
         }
         pmd_cores.push(core);
     }
@@ -118,7 +131,25 @@ fn check_datapath(raw: &RawDatapath, host: &Host) -> Result<Datapath, ConfigErro
             format!("must be between 1 and {MAX_BURST_SIZE}, got {burst}"),
         ));
     }
-    Ok(Datapath { pmd_cores, control_core, burst_size: burst as usize })
+    let flow_cache_size = check_range(
+        raw.flow_cache_size,
+        crate::DEFAULT_FLOW_CACHE_SIZE as i64,
+        1,
+        1 << 26,
+        "datapath.flow_cache_size",
+    )?;
+    let max_megaflows =
+        check_range(raw.max_megaflows, crate::DEFAULT_MAX_MEGAFLOWS as i64, 1, 1 << 22, "datapath.max_megaflows")?;
+    let upcall_rate = check_range(raw.upcall_rate, 0, 0, 100_000_000, "datapath.upcall_rate")?;
+    Ok(Datapath {
+        pmd_cores,
+        control_core,
+        burst_size: burst as usize,
+        allow_shared_cores,
+        flow_cache_size: flow_cache_size as usize,
+        max_megaflows: max_megaflows as usize,
+        upcall_rate: upcall_rate as u64,
+    })
 }
 
 fn check_port_name(name: &str) -> Result<(), String> {
@@ -150,7 +181,36 @@ fn check_desc(value: Option<i64>, field: String) -> Result<u16, ConfigError> {
     }
 }
 
-fn check_ports(raw: &[RawPort], base: &Path) -> Result<Vec<PortConfig>, ConfigError> {
+/// `"0:1,1:2"`: queue 0 on core 1, queue 1 on core 2; each queue below `rx_queues`, each core a PMD core.
+fn check_affinity(
+    text: &str,
+    rx_queues: u16,
+    pmd_cores: &[usize],
+    field: String,
+) -> Result<Vec<(u16, usize)>, ConfigError> {
+    let mut out: Vec<(u16, usize)> = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || ConfigError::invalid(field.clone(), format!("{part:?} is not QUEUE:CORE (e.g. \"0:1,1:2\")"));
+        let (q, c) = part.split_once(':').ok_or_else(bad)?;
+        let (q, c): (u16, usize) = (q.trim().parse().map_err(|_| bad())?, c.trim().parse().map_err(|_| bad())?);
+        if q >= rx_queues {
+            return Err(ConfigError::invalid(field, format!("queue {q} does not exist (rx_queues = {rx_queues})")));
+        }
+        if !pmd_cores.contains(&c) {
+            return Err(ConfigError::invalid(
+                field,
+                format!("core {c} is not one of datapath.pmd_cores {pmd_cores:?}"),
+            ));
+        }
+        if out.iter().any(|(oq, _)| *oq == q) {
+            return Err(ConfigError::invalid(field, format!("queue {q} is pinned twice")));
+        }
+        out.push((q, c));
+    }
+    Ok(out)
+}
+
+fn check_ports(raw: &[RawPort], base: &Path, pmd_cores: &[usize]) -> Result<Vec<PortConfig>, ConfigError> {
     let mut ports: Vec<PortConfig> = Vec::with_capacity(raw.len());
     let mut ofport_owner: HashMap<OfPort, usize> = HashMap::new();
     // Explicit ofports first, so a default that collides is reported against the explicit one.
@@ -192,12 +252,19 @@ fn check_ports(raw: &[RawPort], base: &Path) -> Result<Vec<PortConfig>, ConfigEr
                 n
             }
         };
+        let rx_queues = check_range(p.rx_queues, 1, 1, 64, &at("rx_queues"))? as u16;
+        let pmd_rxq_affinity = match &p.pmd_rxq_affinity {
+            Some(text) => check_affinity(text, rx_queues, pmd_cores, at("pmd_rxq_affinity"))?,
+            None => Vec::new(),
+        };
         ports.push(PortConfig {
             name: p.name.clone(),
             devargs,
             ofport,
             rx_desc: check_desc(p.rx_desc, at("rx_desc"))?,
             tx_desc: check_desc(p.tx_desc, at("tx_desc"))?,
+            rx_queues,
+            pmd_rxq_affinity,
         });
     }
     Ok(ports)

@@ -78,7 +78,7 @@ fn bad_configs_give_one_exact_line() {
     let cases: Vec<(String, String)> = vec![
         // Unknown key (deny_unknown_fields), reported with line and column.
         ("[datapath]\npmd_cores = [1]\nburstsize = 3\n".into(),
-         "<config>:3:1: unknown field `burstsize`, expected one of `pmd_cores`, `control_core`, `burst_size`".into()),
+         "<config>:3:1: unknown field `burstsize`, expected one of `pmd_cores`, `control_core`, `burst_size`, `allow_shared_cores`, `flow_cache_size`, `max_megaflows`, `upcall_rate`".into()),
         // Wrong type.
         ("[datapath]\nburst_size = \"big\"\n".into(), "<config>:2:14: datapath.burst_size: invalid type: string \"big\", expected i64".into()),
         ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\n[[port]]\nname = \"p1\"\ndevargs = \"net_null1\"\nofport = \"x\"\n".into(),
@@ -93,7 +93,18 @@ fn bad_configs_give_one_exact_line() {
          "datapath.control_core: core -1 does not exist (this machine has cores 0,1,2,3)".into()),
         ("[datapath]\npmd_cores = [1, 0]\ncontrol_core = 0\n".into(),
          "datapath.pmd_cores[1]: core 0 is also the control_core; a PMD needs a core of its own".into()),
-        ("[datapath]\npmd_cores = [2, 2]\n".into(), "datapath.pmd_cores[1]: core 2 is listed twice".into()),
+        ("[datapath]\npmd_cores = [2, 2]\n".into(),
+         "datapath.pmd_cores[1]: core 2 is listed twice (set allow_shared_cores = true to let PMDs share a CPU)".into()),
+        ("[datapath]\nflow_cache_size = 0\n".into(), "datapath.flow_cache_size: must be between 1 and 67108864, got 0".into()),
+        ("[datapath]\nupcall_rate = -5\n".into(), "datapath.upcall_rate: must be between 0 and 100000000, got -5".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\nrx_queues = 0\n".into(),
+         "port[0].rx_queues: must be between 1 and 64, got 0".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\nrx_queues = 2\npmd_rxq_affinity = \"0:1,2:1\"\n".into(),
+         "port[0].pmd_rxq_affinity: queue 2 does not exist (rx_queues = 2)".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\npmd_rxq_affinity = \"0:3\"\n".into(),
+         "port[0].pmd_rxq_affinity: core 3 is not one of datapath.pmd_cores [1]".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\npmd_rxq_affinity = \"zero:1\"\n".into(),
+         "port[0].pmd_rxq_affinity: \"zero:1\" is not QUEUE:CORE (e.g. \"0:1,1:2\")".into()),
         ("[datapath]\npmd_cores = []\n".into(), "datapath.pmd_cores: needs at least one core".into()),
         // EAL arguments that ferrovs derives.
         ("[eal]\nargs = [\"-l\", \"0-1\"]\n".into(),

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod classifier;
+pub mod control;
 #[allow(unsafe_code)] // the safe DPDK layer: the only module that touches dpdk_sys
 pub mod dpdk;
 pub mod fastpath;

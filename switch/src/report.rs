@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use ferrovs_config::flow::PortMap;
 
+use crate::control::SlowPathCounters;
 use crate::dpdk::PortStats;
 use crate::ofproto::Rule;
 use crate::stats::{DropCounts, PmdCounters};
@@ -23,6 +24,10 @@ pub struct Report {
     pub ports: Vec<PortReport>,
     /// Per PMD thread.
     pub pmds: Vec<PmdReport>,
+    /// The control core (its `rx_packets` are the upcalls it handled).
+    pub control: CountersReport,
+    /// The fast-path tables at exit and what the slow path did.
+    pub fastpath: FastPathReport,
     /// The flow rules installed at the end, with their counters (`dump-flows`).
     pub flows: Vec<FlowReport>,
     /// Sums over PMDs.
@@ -44,6 +49,19 @@ pub struct PortReport {
     pub link_up: bool,
     /// The driver's counters.
     pub stats: PortStats,
+}
+
+/// The fast-path tables.
+#[derive(Debug, Clone, Serialize)]
+pub struct FastPathReport {
+    /// Megaflows installed at exit.
+    pub megaflows: usize,
+    /// Distinct megaflow masks at exit.
+    pub masks: usize,
+    /// Flow cache entries at exit.
+    pub cache_entries: usize,
+    /// What the slow path did.
+    pub slow_path: SlowPathCounters,
 }
 
 /// One flow rule and its counters.
@@ -85,6 +103,12 @@ pub struct CountersReport {
     pub forwarded: u64,
     /// Copies transmitted.
     pub tx_packets: u64,
+    /// Packets found in the exact-match flow cache.
+    pub cache_hits: u64,
+    /// Packets found by the megaflow table.
+    pub megaflow_hits: u64,
+    /// Packets handed to the control core.
+    pub upcalls: u64,
     /// Whole packets dropped (every reason but transmit failures).
     pub dropped_packets: u64,
     /// Drops by reason, nonzero only.
@@ -109,6 +133,9 @@ impl From<&PmdCounters> for CountersReport {
             rx_packets: c.rx_packets,
             forwarded: c.forwarded,
             tx_packets: c.tx_packets,
+            cache_hits: c.cache_hits,
+            megaflow_hits: c.megaflow_hits,
+            upcalls: c.upcalls,
             dropped_packets: c.drops.packets(),
             drops: drop_map(&c.drops),
             iterations: c.iterations,
@@ -146,18 +173,25 @@ pub struct MempoolReport {
 }
 
 impl Totals {
-    /// Sums `pmds` over `secs` seconds.
-    pub fn sum(pmds: &[PmdCounters], secs: f64) -> Self {
+    /// Sums `pmds` and the control core over `secs` seconds. Packets received are the PMDs'
+    /// (what the control core receives are their upcalls); forwarded, transmitted and dropped
+    /// include the control core's.
+    pub fn sum(pmds: &[PmdCounters], control: &PmdCounters, secs: f64) -> Self {
         let mut t = PmdCounters::default();
         for c in pmds {
             t.rx_packets += c.rx_packets;
-            t.forwarded += c.forwarded;
-            t.tx_packets += c.tx_packets;
-            t.drops = t.drops.merged(&c.drops);
             t.iterations += c.iterations;
             t.batches += c.batches;
             t.busy_cycles += c.busy_cycles;
             t.idle_cycles += c.idle_cycles;
+            t.cache_hits += c.cache_hits;
+            t.megaflow_hits += c.megaflow_hits;
+            t.upcalls += c.upcalls;
+        }
+        for c in pmds.iter().chain(std::iter::once(control)) {
+            t.forwarded += c.forwarded;
+            t.tx_packets += c.tx_packets;
+            t.drops = t.drops.merged(&c.drops);
         }
         let rate = |n: u64| {
             if secs > 0.0 { n as f64 / secs / 1e6 } else { 0.0 }
@@ -192,26 +226,51 @@ impl fmt::Display for Report {
         }
         writeln!(
             f,
-            "{:<6} {:>4} {:>14} {:>14} {:>14} {:>12} {:>10} {:>10} {:>7}",
-            "pmd", "core", "rx_packets", "forwarded", "tx_packets", "dropped", "cyc/pkt", "pkt/batch", "busy%"
+            "{:<6} {:>4} {:>14} {:>14} {:>14} {:>12} {:>12} {:>12} {:>10} {:>8} {:>9} {:>6}",
+            "pmd",
+            "core",
+            "rx_packets",
+            "forwarded",
+            "tx_packets",
+            "dropped",
+            "cache_hits",
+            "megaflow",
+            "upcalls",
+            "cyc/pkt",
+            "pkt/batch",
+            "busy%"
         )?;
         for (i, p) in self.pmds.iter().enumerate() {
             let c = &p.counters;
             let cycles = (c.busy_cycles + c.idle_cycles).max(1);
             writeln!(
                 f,
-                "{:<6} {:>4} {:>14} {:>14} {:>14} {:>12} {:>10.1} {:>10.1} {:>6.1}%",
+                "{:<6} {:>4} {:>14} {:>14} {:>14} {:>12} {:>12} {:>12} {:>10} {:>8.1} {:>9.1} {:>5.1}%",
                 i,
                 p.core,
                 c.rx_packets,
                 c.forwarded,
                 c.tx_packets,
                 c.dropped_packets,
+                c.cache_hits,
+                c.megaflow_hits,
+                c.upcalls,
                 c.cycles_per_packet,
                 c.packets_per_batch,
                 100.0 * c.busy_cycles as f64 / cycles as f64
             )?;
         }
+        let c = &self.control;
+        writeln!(
+            f,
+            "control: {} upcalls handled, {} forwarded, {} dropped; {} megaflows ({} masks), {} flow cache entries",
+            c.rx_packets,
+            c.forwarded,
+            c.dropped_packets,
+            self.fastpath.megaflows,
+            self.fastpath.masks,
+            self.fastpath.cache_entries
+        )?;
         if !self.flows.is_empty() {
             writeln!(f, "flows:")?;
             for fl in &self.flows {

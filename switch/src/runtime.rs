@@ -13,20 +13,24 @@ use std::time::{Duration, Instant};
 
 use ferrovs_config::Config;
 
+use crate::control::{ControlCore, PmdQueues, SlowPath, UPCALL_QUEUE};
 use crate::dpdk::{
     DEFAULT_DATA_ROOM, Eal, EalError, LcoreJob, LcorePanic, MAX_BURST, Mempool, MempoolError, Port, PortError,
     PortSetup, rdtsc, tsc_hz,
 };
+use crate::fastpath::{FlowTables, TablesWriter};
 use crate::ofproto::{Ofproto, PortTable};
 use crate::packet::PortIdx;
 use crate::pmd::{Pmd, PmdShared, PolledRxq, TxBuffer};
-use crate::report::{FlowReport, MempoolReport, PmdReport, PortReport, Report, Totals};
+use crate::report::{FastPathReport, FlowReport, MempoolReport, PmdReport, PortReport, Report, Totals};
 use crate::stats::PmdCounters;
 
 /// Per-lcore mempool cache: big enough to serve a few bursts without touching the shared ring.
 const MEMPOOL_CACHE: u32 = 256;
 /// How often the control thread checks for stop conditions.
 const CONTROL_TICK: Duration = Duration::from_millis(5);
+/// How often the control thread does its periodic work (expiry, counters).
+const HOUSEKEEPING: Duration = Duration::from_millis(250);
 
 /// Why the switch could not run.
 #[derive(Debug, thiserror::Error)]
@@ -93,37 +97,38 @@ struct SwitchPort {
 pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Report, RunError> {
     let eal = Eal::init(&eal_args(config))?;
     let workers = eal.worker_lcores();
-    let npmds = config.datapath.pmd_cores.len();
+    let dp = &config.datapath;
+    let npmds = dp.pmd_cores.len();
     if workers.len() < npmds {
         return Err(RunError::Lcores { got: workers.len(), want: npmds });
     }
 
     let port_table = Arc::new(PortTable::new(config.ports.iter().map(|p| p.ofport).collect()));
-    // Rule counters: one slot per PMD, and one for the control thread.
-    let mut ofproto = Ofproto::new(Arc::clone(&port_table), npmds + 1);
+    // Rule counters have one writer: the control core credits them (megaflow packets included).
+    let mut ofproto = Ofproto::new(Arc::clone(&port_table), 1);
     let now = rdtsc();
     for rule in &config.flows {
         ofproto
             .add(rule.clone(), now)
             .map_err(|reason| RunError::Rule { rule: rule.display(config).to_string(), reason })?;
     }
-    ofproto.publish();
 
+    // Transmit queues: one per sender (each PMD, then the control core) where the device has enough.
+    let senders = npmds + 1;
     let mut ports = Vec::with_capacity(config.ports.len());
     for pc in &config.ports {
         let port = Port::attach(&eal, &pc.name, &pc.devargs.to_string())?;
         let info = port.info()?;
-        // One tx queue per PMD where the device has enough; otherwise PMDs share (locked per burst).
         let setup = PortSetup {
-            rx_queues: 1,
-            tx_queues: (npmds as u16).clamp(1, info.max_tx_queues.max(1)),
+            rx_queues: pc.rx_queues,
+            tx_queues: (senders as u16).clamp(1, info.max_tx_queues.max(1)),
             rx_desc: pc.rx_desc,
             tx_desc: pc.tx_desc,
         };
         ports.push(SwitchPort { port, driver: info.driver, setup });
     }
 
-    let pool_size = mempool_size(config, &ports, npmds + 1);
+    let pool_size = mempool_size(config, &ports, senders);
     let pool = Arc::new(Mempool::new(&eal, "ferrovs_mbufs", pool_size, MEMPOOL_CACHE, DEFAULT_DATA_ROOM, None)?);
     log::info!("mempool: {pool_size} mbufs of {DEFAULT_DATA_ROOM} B");
 
@@ -145,29 +150,36 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
         );
     }
 
-    let pmds = build_pmds(config, &mut ports, &ofproto)?;
+    let writer = TablesWriter::new(dp.flow_cache_size, dp.max_megaflows, npmds);
+    let tables = Arc::clone(writer.tables());
+    let queues: Vec<Arc<PmdQueues>> = (0..npmds).map(|_| Arc::new(PmdQueues::default())).collect();
+    let (pmds, control_tx) = build_pmds(config, &mut ports, &tables, &queues)?;
+    let mut control = ControlCore::new(SlowPath::new(ofproto, writer, 0), queues, control_tx);
+
     let started = Instant::now();
     let mut jobs: Vec<(LcoreJob<PmdCounters>, Arc<PmdShared>)> = Vec::with_capacity(npmds);
-    for (pmd, lcore) in pmds.into_iter().zip(&workers) {
-        let (pmd, shared) = pmd;
+    for ((pmd, shared), lcore) in pmds.into_iter().zip(&workers) {
         jobs.push((eal.launch(*lcore, move || pmd.run())?, shared));
     }
-    log::info!("forwarding with {npmds} PMD(s) on cores {:?}", config.datapath.pmd_cores);
+    log::info!("forwarding with {npmds} PMD(s) on cores {:?}", dp.pmd_cores);
 
-    wait_for_stop(opts, stop, started, &jobs, &mut ofproto);
+    control_loop(opts, stop, started, &jobs, &mut control);
 
     for (_, shared) in &jobs {
         shared.request_stop();
     }
     let mut counters = Vec::with_capacity(jobs.len());
     let mut pmd_reports = Vec::with_capacity(jobs.len());
-    for ((job, _), core) in jobs.into_iter().zip(&config.datapath.pmd_cores) {
+    for ((job, _), core) in jobs.into_iter().zip(&dp.pmd_cores) {
         let lcore = job.lcore();
         let c = job.join()?;
         pmd_reports.push(PmdReport { core: *core, lcore, counters: (&c).into() });
         counters.push(c);
     }
+    // The PMDs are gone: what they queued for the control core is still to be sent.
+    control.drain();
     let duration_secs = started.elapsed().as_secs_f64();
+    let (control_counters, slow) = control.finish();
 
     let mut port_reports = Vec::with_capacity(ports.len());
     for (sp, pc) in ports.into_iter().zip(&config.ports) {
@@ -181,53 +193,80 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
     let mempool = MempoolReport { capacity: pool.capacity(), in_use: pool.in_use() };
     drop(pool);
 
-    let flows = ofproto.tables().rules().iter().map(|r| FlowReport::new(r, config)).collect();
+    let flows = slow.ofproto().tables().rules().iter().map(|r| FlowReport::new(r, config)).collect();
+    let fastpath = FastPathReport {
+        megaflows: slow.writer().megaflow_count(),
+        masks: slow.writer().subtable_count(),
+        cache_entries: slow.writer().cache_len(),
+        slow_path: slow.counters,
+    };
     Ok(Report {
         duration_secs,
         tsc_hz: tsc_hz(),
         flows,
         ports: port_reports,
-        totals: Totals::sum(&counters, duration_secs),
+        totals: Totals::sum(&counters, &control_counters, duration_secs),
         pmds: pmd_reports,
+        control: (&control_counters).into(),
+        fastpath,
         mempool,
     })
 }
 
-/// Creates one PMD per PMD core: receive queues spread round-robin, transmit queue i % n on every
-/// port for PMD i (shared under a lock where the device has fewer queues than PMDs).
+/// Which PMD polls each receive queue: pinned queues (`pmd_rxq_affinity`) go to the (first) PMD
+/// on their core, the others round-robin over all PMDs.
+fn assign_rxqs(config: &Config) -> Vec<(usize, u16, usize)> {
+    let cores = &config.datapath.pmd_cores;
+    let mut out = Vec::new();
+    let mut next = 0;
+    for (idx, pc) in config.ports.iter().enumerate() {
+        for q in 0..pc.rx_queues {
+            let pmd = match pc.pmd_rxq_affinity.iter().find(|(pq, _)| *pq == q) {
+                Some((_, core)) => cores.iter().position(|c| c == core).expect("validated"),
+                None => {
+                    next += 1;
+                    (next - 1) % cores.len()
+                }
+            };
+            out.push((idx, q, pmd));
+        }
+    }
+    out
+}
+
+/// Creates one PMD per PMD core, and the control core's transmit buffers. Sender `s` (PMD `s`,
+/// and the control core as sender `npmds`) transmits on queue `s % n` of a port with `n` queues,
+/// under a per-burst lock when it shares that queue.
+#[allow(clippy::type_complexity)]
 fn build_pmds(
     config: &Config,
     ports: &mut [SwitchPort],
-    ofproto: &Ofproto,
-) -> Result<Vec<(Pmd, Arc<PmdShared>)>, RunError> {
+    tables: &Arc<FlowTables>,
+    queues: &[Arc<PmdQueues>],
+) -> Result<(Vec<(Pmd, Arc<PmdShared>)>, Vec<TxBuffer>), RunError> {
     let npmds = config.datapath.pmd_cores.len();
+    let senders = npmds + 1;
     let mut rxqs: Vec<Vec<PolledRxq>> = (0..npmds).map(|_| Vec::new()).collect();
-    let mut next = 0;
-    for (idx, sp) in ports.iter_mut().enumerate() {
-        for q in 0..sp.setup.rx_queues {
-            rxqs[next % npmds].push(PolledRxq {
-                queue: sp.port.rx_queue(q)?,
-                port: PortIdx(idx as u16),
-                ofport: config.ports[idx].ofport,
-            });
-            next += 1;
-        }
+    for (idx, q, pmd) in assign_rxqs(config) {
+        let queue = ports[idx].port.rx_queue(q)?;
+        rxqs[pmd].push(PolledRxq { queue, port: PortIdx(idx as u16), ofport: config.ports[idx].ofport });
     }
-    // tx[pmd][port]
-    let mut tx: Vec<Vec<TxBuffer>> = (0..npmds).map(|_| Vec::with_capacity(ports.len())).collect();
+    // tx[sender][port]
+    let mut tx: Vec<Vec<TxBuffer>> = (0..senders).map(|_| Vec::with_capacity(ports.len())).collect();
     for sp in ports.iter_mut() {
         let nq = usize::from(sp.setup.tx_queues);
         let mut handles: Vec<Vec<_>> = Vec::with_capacity(nq);
         for q in 0..nq {
-            let users = (q..npmds).step_by(nq).count();
+            let users = (q..senders).step_by(nq).count();
             handles.push(sp.port.tx_queue(q as u16, users)?);
         }
-        for (pmd, bufs) in tx.iter_mut().enumerate() {
-            let queue = handles[pmd % nq].pop().expect("one handle per user");
+        for (sender, bufs) in tx.iter_mut().enumerate() {
+            let queue = handles[sender % nq].pop().expect("one handle per user");
             bufs.push(TxBuffer::new(queue));
         }
     }
-    Ok(rxqs
+    let control_tx = tx.pop().expect("the control core is the last sender");
+    let pmds = rxqs
         .into_iter()
         .zip(tx)
         .enumerate()
@@ -237,36 +276,48 @@ fn build_pmds(
                 id,
                 rxqs,
                 tx,
-                Arc::clone(ofproto.ports()),
-                ofproto.reader(),
+                Arc::clone(tables),
+                Arc::clone(&queues[id]),
+                config.datapath.upcall_rate,
                 config.datapath.burst_size,
                 Arc::clone(&shared),
             );
             (pmd, shared)
         })
-        .collect())
+        .collect();
+    Ok((pmds, control_tx))
 }
 
-/// The control thread's loop until it is time to stop: expire rules, log progress.
-fn wait_for_stop(
+/// The control core's loop until it is time to stop: upcalls and cache promotions as they come,
+/// housekeeping every [`HOUSEKEEPING`], stop conditions every [`CONTROL_TICK`]. When idle it backs
+/// off from spinning to short sleeps, so it costs nothing on a quiet switch.
+fn control_loop(
     opts: &RunOptions,
     stop: &AtomicBool,
     started: Instant,
     jobs: &[(LcoreJob<PmdCounters>, Arc<PmdShared>)],
-    ofproto: &mut Ofproto,
+    control: &mut ControlCore,
 ) {
-    let mut last_log = Instant::now();
-    let hz = tsc_hz();
+    let (mut last_tick, mut last_housekeeping, mut last_log) = (Instant::now(), Instant::now(), Instant::now());
+    let mut idle_passes = 0u32;
     loop {
-        if ofproto.has_timeouts() {
-            let expired = ofproto.expire(rdtsc(), hz);
-            if !expired.is_empty() {
-                ofproto.publish();
-                for r in &expired {
-                    log::info!("flow expired: {:?}", r.spec);
-                }
+        if control.poll() > 0 {
+            idle_passes = 0;
+        } else {
+            idle_passes = idle_passes.saturating_add(1);
+            if idle_passes > 2000 {
+                let backoff = 1u64 << ((idle_passes - 2000) / 64).min(10);
+                std::thread::sleep(Duration::from_micros(backoff.min(1000)));
             }
         }
+        if last_housekeeping.elapsed() >= HOUSEKEEPING {
+            control.housekeeping();
+            last_housekeeping = Instant::now();
+        }
+        if last_tick.elapsed() < CONTROL_TICK {
+            continue;
+        }
+        last_tick = Instant::now();
         if stop.load(Ordering::Relaxed) {
             log::info!("stop requested");
             return;
@@ -274,15 +325,25 @@ fn wait_for_stop(
         if opts.duration.is_some_and(|d| started.elapsed() >= d) {
             return;
         }
-        let rx: u64 = jobs.iter().map(|(_, s)| s.counters.read().rx_packets).sum();
-        if opts.stop_after_rx.is_some_and(|n| rx >= n) {
-            return;
+        let pmds: Vec<PmdCounters> = jobs.iter().map(|(_, s)| s.counters.read()).collect();
+        let rx: u64 = pmds.iter().map(|c| c.rx_packets).sum();
+        if let Some(target) = opts.stop_after_rx {
+            // Every packet received has been forwarded or dropped, by a PMD or the control core.
+            let handled: u64 = pmds.iter().map(|c| c.forwarded + c.drops.packets() + c.upcalls).sum();
+            let upcalls: u64 = pmds.iter().map(|c| c.upcalls).sum();
+            let control_done = control.counters.rx_packets == upcalls;
+            if rx >= target && handled == rx && control_done {
+                return;
+            }
+            log::trace!(
+                "stop-after-rx: rx {rx} handled {handled} upcalls {upcalls} control {}",
+                control.counters.rx_packets
+            );
         }
         if last_log.elapsed() >= Duration::from_secs(1) {
             log::debug!("received {rx} packets so far");
             last_log = Instant::now();
         }
-        std::thread::sleep(CONTROL_TICK);
     }
 }
 
@@ -297,7 +358,9 @@ fn mempool_size(config: &Config, ports: &[SwitchPort], lcores: usize) -> u32 {
                 + u64::from(p.setup.tx_queues) * u64::from(p.setup.tx_desc)
         })
         .sum();
-    let per_lcore = u64::from(MEMPOOL_CACHE) * 3 / 2 + (MAX_BURST * (ports.len() + 2)) as u64;
+    // Each sender may hold a cache, a transmit buffer per port, a received and a dropped burst;
+    // each PMD's upcall queue may hold UPCALL_QUEUE packets.
+    let per_lcore = u64::from(MEMPOOL_CACHE) * 3 / 2 + (MAX_BURST * (ports.len() + 2)) as u64 + UPCALL_QUEUE as u64;
     let preloaded: u64 = config
         .ports
         .iter()

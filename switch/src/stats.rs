@@ -23,6 +23,11 @@ macro_rules! drop_reasons {
             pub fn name(self) -> &'static str {
                 Self::NAMES[self as usize]
             }
+
+            /// The reason with this index (`reason as usize`).
+            pub fn from_index(i: usize) -> Option<Self> {
+                Self::ALL.get(i).copied()
+            }
         }
     };
 }
@@ -35,6 +40,8 @@ drop_reasons! {
     ResubmitDepth => "resubmit_depth", "`resubmit`/`goto_table` chained deeper than the limit (64).";
     TooManyActions => "too_many_actions", "The translated action list did not fit (more than 64 datapath actions).";
     NoMbuf => "no_mbuf", "No free mbuf to copy the packet for one more output (counted per copy).";
+    UpcallQueueFull => "upcall_queue_full", "A miss found the queue to the control core full.";
+    UpcallRateLimited => "upcall_rate_limited", "A miss exceeded the PMD's upcall rate limit (`upcall_rate`).";
     TxQueueFull => "tx_queue_full", "The port's transmit queue stayed full after retries (counted per copy).";
 }
 
@@ -88,6 +95,12 @@ pub struct PmdCounters {
     pub forwarded: u64,
     /// Copies handed to the devices' transmit queues and accepted.
     pub tx_packets: u64,
+    /// Packets whose flow was in the exact-match flow cache.
+    pub cache_hits: u64,
+    /// Packets found by the megaflow table (after a cache miss).
+    pub megaflow_hits: u64,
+    /// Packets handed to the control core (missed both).
+    pub upcalls: u64,
     /// Packets and copies not transmitted, by reason.
     pub drops: DropCounts,
     /// Poll-loop iterations.
@@ -123,13 +136,24 @@ pub struct PublishedCounters {
     words: [AtomicU64; PUBLISHED_WORDS],
 }
 
-const FIXED_WORDS: usize = 7;
+const FIXED_WORDS: usize = 10;
 const PUBLISHED_WORDS: usize = FIXED_WORDS + DropReason::COUNT;
 
 impl PublishedCounters {
     /// Publishes a snapshot (PMD thread only).
     pub fn publish(&self, c: &PmdCounters) {
-        let fixed = [c.rx_packets, c.forwarded, c.tx_packets, c.iterations, c.batches, c.busy_cycles, c.idle_cycles];
+        let fixed = [
+            c.rx_packets,
+            c.forwarded,
+            c.tx_packets,
+            c.iterations,
+            c.batches,
+            c.busy_cycles,
+            c.idle_cycles,
+            c.cache_hits,
+            c.megaflow_hits,
+            c.upcalls,
+        ];
         for (w, v) in self.words.iter().zip(fixed.iter().chain(c.drops.0.iter())) {
             w.store(*v, Ordering::Relaxed);
         }
@@ -148,6 +172,9 @@ impl PublishedCounters {
             batches: w[4],
             busy_cycles: w[5],
             idle_cycles: w[6],
+            cache_hits: w[7],
+            megaflow_hits: w[8],
+            upcalls: w[9],
             drops,
         }
     }

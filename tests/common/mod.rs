@@ -182,6 +182,26 @@ impl Switch {
     }
 }
 
+/// `got` holds the same packets as `want`, byte for byte, and the packets of each flow (same
+/// flow key) in the same order.
+pub fn assert_same_packets(got: &[Vec<u8>], want: &[Vec<u8>], what: &str) {
+    let flows = |frames: &[Vec<u8>]| {
+        let mut by_flow: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
+        for f in frames {
+            let (key, _) = ferrovs_switch::packet::extract(f, 0);
+            by_flow.entry(key.0.to_vec()).or_default().push(f.clone());
+        }
+        by_flow
+    };
+    assert_eq!(got.len(), want.len(), "{what}: {} packets, expected {}", got.len(), want.len());
+    let (g, w) = (flows(got), flows(want));
+    assert_eq!(g.len(), w.len(), "{what}: {} flows, expected {}", g.len(), w.len());
+    for (key, frames) in &w {
+        let got_frames = g.get(key).unwrap_or_else(|| panic!("{what}: a flow is missing: {:02x?}", frames[0]));
+        assert!(got_frames == frames, "{what}: a flow's packets differ or are reordered: first {:02x?}", frames[0]);
+    }
+}
+
 /// What a run produced.
 pub struct Outcome {
     /// Packets each port transmitted, in order.
@@ -215,6 +235,13 @@ impl Outcome {
     /// What port `name` transmitted.
     pub fn output(&self, name: &str) -> &[Vec<u8>] {
         &self.out[name]
+    }
+
+    /// Port `name` transmitted exactly `want`, byte for byte: the same packets (as a multiset) and,
+    /// within each flow, in the same order (packets of different flows may be interleaved
+    /// differently: a new flow's first packets go through the control core).
+    pub fn assert_output(&self, name: &str, want: &[Vec<u8>]) {
+        assert_same_packets(self.output(name), want, &format!("port {name}"));
     }
 
     /// The total count of drops for `reason` (0 if none).

@@ -2,12 +2,14 @@
 //! while the control core writes (no pointers, no `unsafe`). One word per action, three for
 //! the actions that carry an IPv6 address.
 
-use crate::ofproto::DpAction;
+use crate::ofproto::{DpAction, Translation};
 use crate::packet::{PortIdx, SetField};
+use crate::stats::DropReason;
 
 const OUTPUT: u64 = 1;
 const PUSH_VLAN: u64 = 2;
 const POP_VLAN: u64 = 3;
+const DROP: u64 = 4;
 const ETH_SRC: u64 = 16;
 const ETH_DST: u64 = 17;
 const VLAN_TCI: u64 = 18;
@@ -33,6 +35,26 @@ fn mac_word(tag: u64, mac: [u8; 6]) -> u64 {
 fn word_mac(w: u64) -> [u8; 6] {
     let b = (w >> 8).to_be_bytes();
     [b[2], b[3], b[4], b[5], b[6], b[7]]
+}
+
+/// Appends the words of a translation to `out`: its actions, or, when it outputs nothing, one
+/// word with the reason the packet is dropped (so the fast path counts drops by reason too).
+pub fn encode_translation(t: &Translation, out: &mut Vec<u64>) {
+    match t.drop {
+        Some(reason) if !t.actions.iter().any(|a| matches!(a, DpAction::Output(_))) => {
+            out.push(DROP | ((reason as u64) << 8));
+        }
+        _ => encode(&t.actions, out),
+    }
+}
+
+/// The drop reason, if the words say "drop".
+#[inline]
+pub fn drop_reason(words: &[u64]) -> Option<DropReason> {
+    match words {
+        [w] if w & 0xff == DROP => DropReason::from_index((w >> 8) as usize),
+        _ => None,
+    }
 }
 
 /// Appends the words of `actions` to `out`.
@@ -163,6 +185,15 @@ mod tests {
             }
             prop_assert_eq!(decoded, actions.clone());
             prop_assert_eq!(outputs_only(&words), actions.iter().all(|a| matches!(a, DpAction::Output(_))));
+        }
+
+        #[test]
+        fn drops_carry_their_reason(i in 0usize..DropReason::COUNT) {
+            let reason = DropReason::from_index(i).unwrap();
+            let t = Translation { actions: Default::default(), drop: Some(reason) };
+            let mut words = Vec::new();
+            encode_translation(&t, &mut words);
+            prop_assert_eq!(drop_reason(&words), Some(reason));
         }
     }
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::ofproto::DpAction;
+use crate::ofproto::{DpAction, Translation};
 use crate::packet::PortIdx;
 
 fn key(port: u16, dst: u32, tp: u16) -> FlowKey {
@@ -19,8 +19,10 @@ fn mask(dst_prefix: u32) -> FlowKey {
     m
 }
 
-fn out(p: u16) -> Vec<DpAction> {
-    vec![DpAction::Output(PortIdx(p))]
+fn out(p: u16) -> Translation {
+    let mut t = Translation::default();
+    t.actions.push(DpAction::Output(PortIdx(p)));
+    t
 }
 
 fn actions_of(t: &FlowTables, r: MegaflowRef) -> Vec<DpAction> {
@@ -52,7 +54,7 @@ fn megaflows_match_by_mask_and_rank_by_size() {
     assert_eq!(t.megaflow_lookup(&view, &key(1, 0x0b01_ffff, 7)), Some(narrow));
     assert_eq!(t.megaflow_lookup(&view, &key(2, 0x0a09_0909, 99)), None, "in_port is in the mask");
     assert_eq!(t.megaflow_lookup(&view, &key(1, 0x0c00_0000, 0)), None);
-    assert_eq!(actions_of(&t, narrow), out(3));
+    assert_eq!(actions_of(&t, narrow), out(3).actions.to_vec());
     assert_eq!(w.lookup(&key(1, 0x0b01_0001, 0)), Some(narrow));
 }
 
@@ -106,7 +108,8 @@ fn counters_are_taken_as_deltas_per_megaflow() {
 #[test]
 fn too_long_action_lists_are_refused() {
     let mut w = TablesWriter::new(8, 8, 1);
-    let many: Vec<DpAction> = (0..ACTION_WORDS as u16 + 1).map(|p| DpAction::Output(PortIdx(p))).collect();
+    let mut many = Translation::default();
+    many.actions.extend((0..ACTION_WORDS as u16 + 1).map(|p| DpAction::Output(PortIdx(p))));
     assert_eq!(w.install(&key(1, 1, 1), &mask(32), &many, vec![]), Err(InstallError::TooManyActions));
     assert_eq!(w.subtable_count(), 0);
 }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use ferrovs_config::flow::FlowKey;
 
-use super::actions::encode;
+use super::actions::encode_translation;
 use super::{
     ACTION_WORDS, FlowTables, MAX_SUBTABLES, MegaflowRef, MegaflowSlot, MegaflowStats, SubtableSlot, TAG_OFFSET,
 };
 use crate::cache::{CuckooWriter, Full, hash_key};
-use crate::ofproto::{DpAction, Rule};
+use crate::ofproto::{Rule, Translation};
 use crate::sync::qsbr::Qsbr;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -38,8 +38,8 @@ pub struct MegaflowRecord {
     pub key: FlowKey,
     /// Mask.
     pub mask: FlowKey,
-    /// Datapath actions.
-    pub actions: Vec<DpAction>,
+    /// What it does (datapath actions, or why it drops).
+    pub translation: Translation,
     /// The OpenFlow rules its translation went through (they are credited its packets).
     pub rules: Vec<Arc<Rule>>,
     subtable: usize,
@@ -217,11 +217,11 @@ impl TablesWriter {
         &mut self,
         key: &FlowKey,
         mask: &FlowKey,
-        actions: &[DpAction],
+        translation: &Translation,
         rules: Vec<Arc<Rule>>,
     ) -> Result<MegaflowRef, InstallError> {
         self.words.clear();
-        encode(actions, &mut self.words);
+        encode_translation(translation, &mut self.words);
         if self.words.len() > ACTION_WORDS {
             return Err(InstallError::TooManyActions);
         }
@@ -253,7 +253,7 @@ impl TablesWriter {
             handle,
             key: key.masked(mask),
             mask: *mask,
-            actions: actions.to_vec(),
+            translation: translation.clone(),
             rules,
             subtable: st,
             seen,

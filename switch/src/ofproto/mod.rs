@@ -1,11 +1,10 @@
 //! The OpenFlow pipeline: rule tables (one tuple-space classifier each), their owner that adds
 //! and expires rules, and the translation of a flow key into datapath actions (`xlate`).
 //!
-//! Threads: the control thread owns [`Ofproto`] and is its only writer. Readers (PMDs, for now)
-//! get immutable snapshots of the tables ([`Tables`]) through an `ArcSwap`: a change builds new
-//! tables (rules are shared, not copied) and publishes them; a reader picks them up on its next
-//! loop pass. Rules are tried in priority order, highest first; among overlapping rules of equal
-//! priority the one added first wins (OpenFlow leaves this undefined; we make it deterministic).
+//! Threads: the control core owns [`Ofproto`]; PMDs never look at it (they use megaflows the
+//! slow path derived from it). Rules are tried in priority order, highest first; among
+//! overlapping rules of equal priority the one added first wins (OpenFlow leaves this undefined;
+//! we make it deterministic).
 
 mod apply;
 mod rule;
@@ -13,7 +12,6 @@ pub mod xlate;
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use ferrovs_config::flow::{FlowRule, OfPort};
 use rustc_hash::FxHashMap;
 
@@ -104,15 +102,13 @@ impl Tables {
 pub struct Ofproto {
     ports: Arc<PortTable>,
     tables: Arc<Tables>,
-    published: Arc<ArcSwap<Tables>>,
     writers: usize,
 }
 
 impl Ofproto {
     /// Empty tables over `ports`; rule counters have a slot for each of `writers` threads.
     pub fn new(ports: Arc<PortTable>, writers: usize) -> Self {
-        let tables = Arc::new(Tables::default());
-        Self { ports, published: Arc::new(ArcSwap::new(Arc::clone(&tables))), tables, writers }
+        Self { ports, tables: Arc::new(Tables::default()), writers }
     }
 
     /// The port table.
@@ -120,10 +116,7 @@ impl Ofproto {
         &self.ports
     }
 
-    /// Adds a rule (replacing one with the same table, match and priority). Call [`publish`]
-    /// to make the change visible to readers.
-    ///
-    /// [`publish`]: Ofproto::publish
+    /// Adds a rule (replacing one with the same table, match and priority).
     pub fn add(&mut self, spec: FlowRule, now_tsc: u64) -> Result<(), String> {
         let table = usize::from(spec.table);
         let rule = Arc::new(Rule::new(spec, &self.ports, self.writers, now_tsc)?);
@@ -154,19 +147,9 @@ impl Ofproto {
         self.tables.rules().iter().any(|r| r.spec.idle_timeout != 0 || r.spec.hard_timeout != 0)
     }
 
-    /// Makes the current tables visible to readers.
-    pub fn publish(&self) {
-        self.published.store(Arc::clone(&self.tables));
-    }
-
     /// The current tables.
     pub fn tables(&self) -> &Arc<Tables> {
         &self.tables
-    }
-
-    /// Where readers load the latest published tables from.
-    pub fn reader(&self) -> Arc<ArcSwap<Tables>> {
-        Arc::clone(&self.published)
     }
 }
 
@@ -217,17 +200,5 @@ mod tests {
         rule.stats.credit(1, 1, 60, 900); // a hit at 0.9 s on thread 1
         assert!(o.expire(1899, HZ).is_empty(), "idle for 0.999 s only");
         assert_eq!(o.expire(1900, HZ).len(), 1);
-    }
-
-    #[test]
-    fn readers_see_changes_only_once_published() {
-        let mut o = ofproto(&["actions=output:p1"]);
-        o.publish();
-        let reader = o.reader();
-        assert_eq!(reader.load().len(), 1);
-        o.add(parse_flow("priority=9,actions=drop", &Ports).unwrap(), 0).unwrap();
-        assert_eq!(reader.load().len(), 1, "not yet published");
-        o.publish();
-        assert_eq!(reader.load().len(), 2);
     }
 }

@@ -1,26 +1,33 @@
 //! The PMD (poll-mode driver) thread: one per PMD core, busy-polling its receive queues.
 //!
-//! Each pass of the loop has one fixed shape: for each receive queue, take a burst, extract the
-//! flow keys of the whole burst, look every key up, then execute the decisions (outputs go to
-//! per-port transmit buffers, drops to one bulk free); after all queues, flush the transmit buffers.
+//! Each pass of the loop has one fixed shape: announce a quiescent point, then for each receive
+//! queue take a burst and run it through the stages, each over the whole burst so memory loads
+//! overlap: parse every packet, hash every key (the NIC's RSS hash when the port gives one),
+//! prefetch the flow cache buckets, look every key up in the flow cache, look the misses up in
+//! the megaflow table, hand what is left to the control core, then execute the actions once per
+//! megaflow group into per-port transmit buffers. After all queues, flush the transmit buffers.
 //! Every `HOUSEKEEPING_EVERY` passes it publishes its counters and checks the stop flag. Nothing in
 //! the loop allocates, locks (except a shared transmit queue, once per burst), logs or calls the OS.
 
-mod exec;
+pub mod exec;
 mod tx;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arc_swap::{ArcSwap, Cache};
-use ferrovs_config::flow::{FlowKey, OfPort};
+use arrayvec::ArrayVec;
+use ferrovs_config::flow::{FlowKey, OfPort, VLAN_CFI};
 
 pub use tx::TxBuffer;
 
-use crate::dpdk::{Burst, MAX_BURST, RxQueue, rdtsc};
-use crate::ofproto::{Credit, PortTable, Tables, Translation, XlateOptions, translate};
+use crate::cache::hash_key;
+use crate::control::{PmdQueues, Promotion, TokenBucket, Upcall};
+use crate::dpdk::{Burst, MAX_BURST, Mbuf, RxQueue, rdtsc};
+use crate::fastpath::actions::{decode, drop_reason};
+use crate::fastpath::{ACTION_WORDS, ActionWords, FlowTables, MegaflowRef, SubtableView};
+use crate::ofproto::DpAction;
 use crate::packet::{Layout, PacketInfo, PortIdx, extract};
-use crate::stats::{PmdCounters, PublishedCounters};
+use crate::stats::{DropReason, PmdCounters, PublishedCounters};
 
 /// Loop passes between two housekeeping steps (publish counters, check for stop).
 const HOUSEKEEPING_EVERY: u64 = 64;
@@ -54,28 +61,41 @@ pub struct PolledRxq {
     pub ofport: OfPort,
 }
 
-/// A PMD thread's state: its queues, its transmit buffers, and the rule tables it forwards by.
+/// A PMD thread's state: its queues, transmit buffers, the fast-path tables and its view of them.
 pub struct Pmd {
     id: usize,
     rxqs: Vec<PolledRxq>,
     tx: Vec<TxBuffer>,
-    ports: Arc<PortTable>,
-    tables: Cache<Arc<ArcSwap<Tables>>, Arc<Tables>>,
+    tables: Arc<FlowTables>,
+    view: SubtableView,
+    queues: Arc<PmdQueues>,
+    limiter: TokenBucket,
     burst_size: usize,
     shared: Arc<PmdShared>,
     counters: PmdCounters,
-    xlate: Translation,
+}
+
+/// Per-burst scratch, on the stack.
+struct Stage {
+    keys: [FlowKey; MAX_BURST],
+    layouts: [Layout; MAX_BURST],
+    hashes: [u64; MAX_BURST],
+    found: [Option<MegaflowRef>; MAX_BURST],
+    pkts: [Option<Mbuf>; MAX_BURST],
 }
 
 impl Pmd {
-    /// PMD number `id` polling `rxqs`, transmitting through `tx` (one buffer per port, by port
-    /// index), forwarding by the tables published in `tables`.
+    /// PMD number `id` (its QSBR reader and counter slot) polling `rxqs`, transmitting through
+    /// `tx` (one buffer per port, by port index), forwarding by `tables`, handing misses to the
+    /// control core through `queues` at most `upcall_rate` per second (0: unlimited).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: usize,
         rxqs: Vec<PolledRxq>,
         tx: Vec<TxBuffer>,
-        ports: Arc<PortTable>,
-        tables: Arc<ArcSwap<Tables>>,
+        tables: Arc<FlowTables>,
+        queues: Arc<PmdQueues>,
+        upcall_rate: u64,
         burst_size: usize,
         shared: Arc<PmdShared>,
     ) -> Self {
@@ -83,19 +103,25 @@ impl Pmd {
             id,
             rxqs,
             tx,
-            ports,
-            tables: Cache::new(tables),
+            tables,
+            view: SubtableView::default(),
+            queues,
+            limiter: TokenBucket::new(upcall_rate, crate::dpdk::tsc_hz()),
             burst_size: burst_size.clamp(1, MAX_BURST),
             shared,
             counters: PmdCounters::default(),
-            xlate: Translation::default(),
         }
     }
 
     /// Polls until asked to stop; returns the final counters. Runs on the PMD's lcore.
     pub fn run(mut self) -> PmdCounters {
+        let qsbr = Arc::clone(self.tables.qsbr());
+        qsbr.online(self.id);
         let mut last = rdtsc();
         loop {
+            // Nothing from the previous pass is held any more.
+            qsbr.quiesce(self.id);
+            self.tables.refresh(&mut self.view);
             let mut received = 0;
             for q in 0..self.rxqs.len() {
                 let mut burst = Burst::new();
@@ -126,41 +152,160 @@ impl Pmd {
                 }
             }
         }
+        qsbr.offline(self.id);
         self.shared.counters.publish(&self.counters);
         self.counters
     }
 
-    /// Forwards one received burst: keys for all, then per packet the translation and its actions.
+    /// Forwards one received burst, stage by stage.
     #[inline]
-    fn process(&mut self, burst: &mut Burst, _in_port: PortIdx, in_ofport: OfPort) {
-        let Self { id, tx, counters, ports, tables, xlate, .. } = self;
-        let tables: &Tables = tables.load();
+    fn process(&mut self, burst: &mut Burst, port: PortIdx, in_ofport: OfPort) {
+        let Self { id, tx, tables, view, queues, limiter, counters, .. } = self;
+        let tables: &FlowTables = tables;
+        let mut up = Upcaller { queues, limiter };
         let n = burst.len();
         counters.rx_packets += n as u64;
         counters.batches += 1;
+        let mut s = Stage {
+            keys: [FlowKey::ZERO; MAX_BURST],
+            layouts: [Layout::NONE; MAX_BURST],
+            hashes: [0; MAX_BURST],
+            found: [None; MAX_BURST],
+            pkts: [const { None }; MAX_BURST],
+        };
 
-        let mut keys = [(FlowKey::ZERO, Layout::NONE); MAX_BURST];
-        for (slot, pkt) in keys.iter_mut().zip(burst.as_slice()) {
-            *slot = extract(pkt.data(), in_ofport);
+        // Parse and hash; prefetch each packet's cache buckets while the next one is parsed.
+        for (i, pkt) in burst.as_slice().iter().enumerate() {
+            let (key, layout) = extract(pkt.data(), in_ofport);
+            let hash = match pkt.rss_hash() {
+                // The NIC hashed the 5-tuple; spread it over 64 bits and mix in the port.
+                Some(rss) => (u64::from(rss) ^ (u64::from(in_ofport) << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                None => hash_key(&key),
+            };
+            tables.prefetch_cache(hash);
+            (s.keys[i], s.layouts[i], s.hashes[i]) = (key, layout, hash);
         }
-        let now = rdtsc();
+
+        // Tier 1: the exact-match flow cache.
+        for i in 0..n {
+            s.found[i] = tables.cache_lookup(&s.keys[i], s.hashes[i]);
+        }
+        let cache_hits = s.found[..n].iter().filter(|f| f.is_some()).count();
+        counters.cache_hits += cache_hits as u64;
+
+        // Tier 2: the megaflow table, for the misses; a hit asks for a cache entry.
+        if cache_hits < n {
+            for i in 0..n {
+                if s.found[i].is_some() {
+                    continue;
+                }
+                if let Some(mf) = tables.megaflow_lookup(view, &s.keys[i]) {
+                    s.found[i] = Some(mf);
+                    counters.megaflow_hits += 1;
+                    let _ = up.queues.promotions.push(Promotion { key: s.keys[i], hash: s.hashes[i], megaflow: mf });
+                }
+            }
+        }
+
+        for (slot, pkt) in s.pkts.iter_mut().zip(burst.drain()) {
+            *slot = Some(pkt);
+        }
         let mut dropped = Burst::new(); // freed in bulk when this function returns
-        for ((key, layout), pkt) in keys[..n].iter().zip(burst.drain()) {
-            let credit = Credit { slot: *id, bytes: pkt.len() as u64, tsc: now };
-            translate(tables, ports, key, XlateOptions { credit: Some(credit), ..Default::default() }, xlate);
-            if let Some(reason) = xlate.drop {
-                counters.drops.add(reason, 1);
-                let _ = dropped.push(pkt);
+        let now = rdtsc();
+
+        // Tier 3: the control core, for what neither table knew.
+        for i in 0..n {
+            if s.found[i].is_none()
+                && let Some(pkt) = s.pkts[i].take()
+            {
+                up.send(counters, pkt, port, &s.keys[i], s.layouts[i], s.hashes[i], now, &mut dropped);
+            }
+        }
+
+        // Execute once per megaflow: fetch and decode its actions, then run them on each packet.
+        let mut words = ActionWords { words: [0; ACTION_WORDS], len: 0 };
+        for i in 0..n {
+            let Some(mf) = s.found[i] else { continue };
+            if s.pkts[i].is_none() {
                 continue;
             }
-            counters.forwarded += 1;
-            let info = PacketInfo {
-                dl_type: key.dl_type(),
-                nw_proto: key.nw_proto(),
-                vlan: key.vlan_tci() & ferrovs_config::flow::VLAN_CFI != 0,
-                layout: *layout,
-            };
-            exec::execute(pkt, info, &xlate.actions, tx, counters, &mut dropped);
+            let removed = !tables.actions(mf, &mut words);
+            let (mut packets, mut bytes) = (0u64, 0u64);
+            let mut actions: ArrayVec<DpAction, ACTION_WORDS> = ArrayVec::new();
+            let drop = drop_reason(words.as_slice());
+            if !removed && drop.is_none() {
+                let mut at = 0;
+                while let Some((a, used)) = decode(&words.as_slice()[at..]) {
+                    actions.push(a);
+                    at += used;
+                }
+            }
+            for j in i..n {
+                if s.found[j] != Some(mf) {
+                    continue;
+                }
+                let Some(pkt) = s.pkts[j].take() else { continue };
+                if removed {
+                    // Removed since the lookup (a rule changed): let the slow path decide again.
+                    up.send(counters, pkt, port, &s.keys[j], s.layouts[j], s.hashes[j], now, &mut dropped);
+                    continue;
+                }
+                packets += 1;
+                bytes += pkt.len() as u64;
+                if let Some(reason) = drop {
+                    counters.drops.add(reason, 1);
+                    let _ = dropped.push(pkt);
+                    continue;
+                }
+                counters.forwarded += 1;
+                let key = &s.keys[j];
+                let info = PacketInfo {
+                    dl_type: key.dl_type(),
+                    nw_proto: key.nw_proto(),
+                    vlan: key.vlan_tci() & VLAN_CFI != 0,
+                    layout: s.layouts[j],
+                };
+                exec::execute(pkt, info, &actions, tx, counters, &mut dropped);
+            }
+            if packets > 0 {
+                tables.credit(*id, mf.id, packets, bytes, now);
+            }
+        }
+    }
+}
+
+/// Hands misses to the control core.
+struct Upcaller<'a> {
+    queues: &'a PmdQueues,
+    limiter: &'a mut TokenBucket,
+}
+
+impl Upcaller<'_> {
+    /// Hands a packet to the control core, or drops it (rate limit, full queue), counted.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn send(
+        &mut self,
+        counters: &mut PmdCounters,
+        pkt: Mbuf,
+        port: PortIdx,
+        key: &FlowKey,
+        layout: Layout,
+        hash: u64,
+        now: u64,
+        dropped: &mut Burst,
+    ) {
+        if !self.limiter.take(now) {
+            counters.drops.add(DropReason::UpcallRateLimited, 1);
+            let _ = dropped.push(pkt);
+            return;
+        }
+        match self.queues.upcalls.push(Upcall { port, key: *key, layout, hash, packet: pkt }) {
+            Ok(()) => counters.upcalls += 1,
+            Err(u) => {
+                counters.drops.add(DropReason::UpcallQueueFull, 1);
+                let _ = dropped.push(u.packet);
+            }
         }
     }
 }
