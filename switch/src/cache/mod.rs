@@ -94,12 +94,33 @@ pub struct CuckooMap {
 /// Hashes a flow key (the caller masks it first where needed). Fast, not cryptographic.
 #[inline]
 pub fn hash_key(key: &FlowKey) -> u64 {
-    let mut h: u64 = 0x243f_6a88_85a3_08d3;
-    for i in 0..KEY_WORDS {
-        h = (h ^ key.word(i)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        h ^= h >> 29;
+    // wyhash-style: fold-multiply word pairs (independent multiplies, so they overlap in the
+    // pipeline), sum, then avalanche.
+    const K: [u64; 12] = [
+        0xa076_1d64_78bd_642f,
+        0xe703_7ed1_a0b4_28db,
+        0x8ebc_6af0_9c88_c6e3,
+        0x5899_65cc_7537_4cc3,
+        0x1d8e_4e27_c47d_124f,
+        0x9e37_79b9_7f4a_7c15,
+        0xbf58_476d_1ce4_e5b9,
+        0x94d0_49bb_1331_11eb,
+        0x2545_f491_4f6c_dd1d,
+        0x6a09_e667_f3bc_c909,
+        0xbb67_ae85_84ca_a73b,
+        0x3c6e_f372_fe94_f82b,
+    ];
+    #[inline(always)]
+    fn fold(a: u64, b: u64) -> u64 {
+        let p = u128::from(a).wrapping_mul(u128::from(b));
+        (p as u64) ^ ((p >> 64) as u64)
     }
-    h ^ (h >> 32)
+    let w = |i: usize| if i < KEY_WORDS { key.word(i) } else { 0 };
+    let mut h = 0u64;
+    for i in (0..12).step_by(2) {
+        h = h.wrapping_add(fold(w(i) ^ K[i], w(i + 1) ^ K[i + 1]));
+    }
+    fold(h ^ 0xe703_7ed1_a0b4_28db, 0xa076_1d64_78bd_642f)
 }
 
 impl CuckooMap {
@@ -163,6 +184,43 @@ impl CuckooMap {
         match self.lookup(key, hash) {
             Lookup::Hit(v) => Some(v),
             Lookup::Miss | Lookup::Busy => None,
+        }
+    }
+
+    /// Looks up `keys[i]` (hash `hashes[i]`) for every `i`, into `out[i]`, in two passes so the
+    /// memory loads of the whole batch overlap: first the buckets (which the caller prefetched)
+    /// are scanned for a matching signature and the candidate entries are prefetched, then the
+    /// candidates' keys are compared. Anything unusual (a bucket being written, no candidate, a
+    /// signature collision) falls back to [`get`](Self::get).
+    #[inline]
+    pub fn get_batch(&self, keys: &[FlowKey], hashes: &[u64], out: &mut [Option<u64>]) {
+        const BATCH: usize = 64;
+        let n = keys.len().min(hashes.len()).min(out.len()).min(BATCH);
+        let mut candidate = [0usize; BATCH];
+        for i in 0..n {
+            let hash = hashes[i];
+            let sig = signature(hash);
+            let b1 = self.first_bucket(hash);
+            'scan: for b in [b1, self.alt_bucket(b1, sig)] {
+                let bucket = &self.buckets[b];
+                if bucket.seq.load(Ordering::Acquire) & 1 == 1 {
+                    break 'scan; // being written: the slow path below sorts it out
+                }
+                for s in &bucket.slots {
+                    let v = s.load(Ordering::Acquire);
+                    if v != 0 && slot_sig(v) == sig {
+                        candidate[i] = slot_index(v);
+                        crate::dpdk::prefetch(&self.entries[slot_index(v)]);
+                        break 'scan;
+                    }
+                }
+            }
+        }
+        for i in 0..n {
+            out[i] = match candidate[i] {
+                c if c != 0 && self.entry_is(c, &keys[i]) => Some(self.entries[c].value.load(Ordering::Relaxed)),
+                _ => self.get(&keys[i], hashes[i]),
+            };
         }
     }
 

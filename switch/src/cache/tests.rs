@@ -60,6 +60,13 @@ proptest! {
             prop_assert_eq!(w.map().get(&key(k), crowded_hash(k)), model.get(&k).copied(), "key {}", k);
             prop_assert_eq!(w.get(&key(k), crowded_hash(k)), model.get(&k).copied());
         }
+        let keys: Vec<FlowKey> = (0..64).map(key).collect();
+        let hashes: Vec<u64> = (0..64).map(crowded_hash).collect();
+        let mut batch = vec![None; 64];
+        w.map().get_batch(&keys, &hashes, &mut batch);
+        for k in 0..64u64 {
+            prop_assert_eq!(batch[k as usize], model.get(&k).copied(), "batch lookup of key {}", k);
+        }
         let mut all: Vec<(u64, u64)> = w.entries().into_iter().map(|(k, v)| (k.word(0), v)).collect();
         all.sort();
         let mut want: Vec<(u64, u64)> = model.into_iter().collect();

@@ -164,6 +164,17 @@ impl FlowTables {
         self.slots.get(r.id as usize).is_some_and(|s| s.generation.load(Ordering::Acquire) == r.generation)
     }
 
+    /// Tier 1 for a batch: `found[i]` is the megaflow cached for `keys[i]` (still installed).
+    #[inline]
+    pub fn cache_lookup_batch(&self, keys: &[FlowKey], hashes: &[u64], found: &mut [Option<MegaflowRef>]) {
+        let mut raw = [None; 64];
+        let n = keys.len().min(64);
+        self.cache.get_batch(&keys[..n], &hashes[..n], &mut raw[..n]);
+        for (f, r) in found.iter_mut().zip(&raw[..n]) {
+            *f = r.map(MegaflowRef::unpack).filter(|r| self.is_current(*r));
+        }
+    }
+
     /// Refreshes `view` if the writer changed the subtable list since it was taken.
     #[inline]
     pub fn refresh(&self, view: &mut SubtableView) {

@@ -7,7 +7,7 @@ pub mod parse;
 
 pub use edit::{PacketInfo, SetField};
 pub use ferrovs_config::flow::{FlowKey, Match};
-pub use parse::{Layout, extract};
+pub use parse::{Layout, extract, extract_to};
 
 /// Dense index of a port in the switch's port table (0-based, config order). The data path uses it
 /// to index per-port arrays; OpenFlow numbers appear in flow keys and rules.

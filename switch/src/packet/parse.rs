@@ -70,11 +70,20 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
 #[inline]
 pub fn extract(frame: &[u8], in_port: OfPort) -> (FlowKey, Layout) {
     let mut key = FlowKey::ZERO;
-    key.set_in_port(in_port);
     let mut layout = Layout::NONE;
-    // Any header that is cut short just ends the parse: the fields so far stand.
-    let _ = extract_into(frame, &mut key, &mut layout);
+    extract_to(frame, in_port, &mut key, &mut layout);
     (key, layout)
+}
+
+/// [`extract`] into `key` and `layout` in place (the data path parses a whole burst into arrays,
+/// and reads the keys back only in a later stage, when the stores have settled).
+#[inline]
+pub fn extract_to(frame: &[u8], in_port: OfPort, key: &mut FlowKey, layout: &mut Layout) {
+    *key = FlowKey::ZERO;
+    key.set_in_port(in_port);
+    *layout = Layout::NONE;
+    // Any header that is cut short just ends the parse: the fields so far stand.
+    let _ = extract_into(frame, key, layout);
 }
 
 fn extract_into(frame: &[u8], key: &mut FlowKey, layout: &mut Layout) -> Option<()> {

@@ -26,7 +26,7 @@ use crate::dpdk::{Burst, MAX_BURST, Mbuf, RxQueue, rdtsc};
 use crate::fastpath::actions::{decode, drop_reason};
 use crate::fastpath::{ACTION_WORDS, ActionWords, FlowTables, MegaflowRef, SubtableView};
 use crate::ofproto::DpAction;
-use crate::packet::{Layout, PacketInfo, PortIdx, extract};
+use crate::packet::{Layout, PacketInfo, PortIdx, extract_to};
 use crate::stats::{DropReason, PmdCounters, PublishedCounters};
 
 /// Loop passes between two housekeeping steps (publish counters, check for stop).
@@ -73,9 +73,11 @@ pub struct Pmd {
     burst_size: usize,
     shared: Arc<PmdShared>,
     counters: PmdCounters,
+    stage: Box<Stage>,
 }
 
-/// Per-burst scratch, on the stack.
+/// Per-burst scratch, allocated once per PMD (re-initialising it per burst would cost more than
+/// some stages).
 struct Stage {
     keys: [FlowKey; MAX_BURST],
     layouts: [Layout; MAX_BURST],
@@ -110,6 +112,13 @@ impl Pmd {
             burst_size: burst_size.clamp(1, MAX_BURST),
             shared,
             counters: PmdCounters::default(),
+            stage: Box::new(Stage {
+                keys: [FlowKey::ZERO; MAX_BURST],
+                layouts: [Layout::NONE; MAX_BURST],
+                hashes: [0; MAX_BURST],
+                found: [None; MAX_BURST],
+                pkts: [const { None }; MAX_BURST],
+            }),
         }
     }
 
@@ -160,36 +169,34 @@ impl Pmd {
     /// Forwards one received burst, stage by stage.
     #[inline]
     fn process(&mut self, burst: &mut Burst, port: PortIdx, in_ofport: OfPort) {
-        let Self { id, tx, tables, view, queues, limiter, counters, .. } = self;
+        let Self { id, tx, tables, view, queues, limiter, counters, stage, .. } = self;
+        let s: &mut Stage = stage;
         let tables: &FlowTables = tables;
         let mut up = Upcaller { queues, limiter };
         let n = burst.len();
         counters.rx_packets += n as u64;
         counters.batches += 1;
-        let mut s = Stage {
-            keys: [FlowKey::ZERO; MAX_BURST],
-            layouts: [Layout::NONE; MAX_BURST],
-            hashes: [0; MAX_BURST],
-            found: [None; MAX_BURST],
-            pkts: [const { None }; MAX_BURST],
-        };
 
-        // Parse and hash; prefetch each packet's cache buckets while the next one is parsed.
+        // Bring every packet's headers in, parse them all, then hash them all and prefetch each
+        // key's cache buckets (separate passes: a key is read back only after its stores settled).
+        for pkt in burst.as_slice() {
+            pkt.prefetch_data();
+        }
         for (i, pkt) in burst.as_slice().iter().enumerate() {
-            let (key, layout) = extract(pkt.data(), in_ofport);
+            extract_to(pkt.data(), in_ofport, &mut s.keys[i], &mut s.layouts[i]);
+        }
+        for (i, pkt) in burst.as_slice().iter().enumerate() {
             let hash = match pkt.rss_hash() {
                 // The NIC hashed the 5-tuple; spread it over 64 bits and mix in the port.
                 Some(rss) => (u64::from(rss) ^ (u64::from(in_ofport) << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                None => hash_key(&key),
+                None => hash_key(&s.keys[i]),
             };
             tables.prefetch_cache(hash);
-            (s.keys[i], s.layouts[i], s.hashes[i]) = (key, layout, hash);
+            s.hashes[i] = hash;
         }
 
         // Tier 1: the exact-match flow cache.
-        for i in 0..n {
-            s.found[i] = tables.cache_lookup(&s.keys[i], s.hashes[i]);
-        }
+        tables.cache_lookup_batch(&s.keys[..n], &s.hashes[..n], &mut s.found[..n]);
         let cache_hits = s.found[..n].iter().filter(|f| f.is_some()).count();
         counters.cache_hits += cache_hits as u64;
 
@@ -240,6 +247,11 @@ impl Pmd {
                     at += used;
                 }
             }
+            // The common case, a single output: no rewriting, no copies.
+            let single = match actions.as_slice() {
+                [DpAction::Output(p)] => Some(*p),
+                _ => None,
+            };
             for j in i..n {
                 if s.found[j] != Some(mf) {
                     continue;
@@ -258,6 +270,10 @@ impl Pmd {
                     continue;
                 }
                 counters.forwarded += 1;
+                if let Some(p) = single {
+                    tx[p.index()].push(pkt, counters);
+                    continue;
+                }
                 let key = &s.keys[j];
                 let info = PacketInfo {
                     dl_type: key.dl_type(),
