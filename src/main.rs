@@ -36,6 +36,10 @@ enum Command {
         /// Stop once this many packets have been received and processed (for replaying a pcap).
         #[arg(long, value_name = "PACKETS")]
         stop_after_rx: Option<u64>,
+        /// Also report rates over the time after this many seconds (benchmarks: leaves the
+        /// start-up miss storm and cold caches out of the measurement).
+        #[arg(long, value_parser = parse_seconds)]
+        warmup: Option<Duration>,
         /// Also write the final counters as JSON to this file.
         #[arg(long, value_name = "FILE")]
         stats_json: Option<PathBuf>,
@@ -95,12 +99,12 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Run { config, duration, stop_after_rx, stats_json } => {
+        Command::Run { config, duration, stop_after_rx, warmup, stats_json } => {
             let config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            run(&config, RunOptions { duration, stop_after_rx }, stats_json.as_deref())
+            run(&config, RunOptions { duration, stop_after_rx, warmup }, stats_json.as_deref())
         }
         Command::Trace(trace) => {
             let config = match load(&trace.config) {

@@ -23,7 +23,7 @@ pub struct GenPcap {
     #[arg(long, short)]
     pub out: PathBuf,
     /// Distinct flows (5-tuples): flow i has source 10.x.y.z = 10.0.0.0 + i and UDP source port
-    /// 1024 + i % 60000.
+    /// 1024 + i % 60000; destination 192.168.0.1 port 5001 unless --spread.
     #[arg(long, default_value_t = 1)]
     pub flows: u32,
     /// Packets in the file (flows repeat round-robin); default: one per flow.
@@ -38,6 +38,23 @@ pub struct GenPcap {
     /// Destination MAC of every frame.
     #[arg(long, default_value = "02:00:00:00:00:02")]
     pub dst_mac: String,
+    /// Spread the flows' destinations too: IP over 20.0.0.0/8 and UDP port over 1024..65535, so
+    /// rules that match destination prefixes and ports see every kind of flow.
+    #[arg(long)]
+    pub spread: bool,
+    /// Give every flow its own source MAC (02:ff:xx:xx:xx:xx), so that a rule matching `dl_src`
+    /// needs one megaflow per flow (the flow-setup benchmark).
+    #[arg(long)]
+    pub mac_per_flow: bool,
+}
+
+/// How flow `i` differs from the others.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowShape {
+    /// See [`GenPcap::spread`].
+    pub spread: bool,
+    /// See [`GenPcap::mac_per_flow`].
+    pub mac_per_flow: bool,
 }
 
 fn parse_mac(text: &str) -> anyhow::Result<[u8; 6]> {
@@ -50,12 +67,22 @@ fn parse_mac(text: &str) -> anyhow::Result<[u8; 6]> {
 }
 
 /// The frame of flow `flow`, `size` bytes long.
-pub fn frame(flow: u32, size: usize, src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
+pub fn frame(flow: u32, size: usize, mut src_mac: [u8; 6], dst_mac: [u8; 6], shape: FlowShape) -> Vec<u8> {
     let src_ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)).wrapping_add(flow));
+    let (dst_ip, dst_port) = if shape.spread {
+        // An odd multiplier permutes the 24 host bits: distinct flows, distinct destinations.
+        let host = flow.wrapping_mul(0x9e37_79b1) & 0x00ff_ffff;
+        (Ipv4Addr::from(0x1400_0000 | host), 1024 + (flow.wrapping_mul(7919) % 64512) as u16)
+    } else {
+        (Ipv4Addr::new(192, 168, 0, 1), 5001)
+    };
+    if shape.mac_per_flow {
+        src_mac = [0x02, 0xff, (flow >> 24) as u8, (flow >> 16) as u8, (flow >> 8) as u8, flow as u8];
+    }
     let payload = vec![0u8; size.saturating_sub(HEADERS)];
     let builder = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src_ip.octets(), [192, 168, 0, 1], 64)
-        .udp(1024 + (flow % 60000) as u16, 5001);
+        .ipv4(src_ip.octets(), dst_ip.octets(), 64)
+        .udp(1024 + (flow % 60000) as u16, dst_port);
     let mut out = Vec::with_capacity(builder.size(payload.len()));
     builder.write(&mut out, &payload).expect("writing to a Vec cannot fail");
     out
@@ -72,11 +99,12 @@ impl GenPcap {
         }
         let packets = self.packets.unwrap_or(self.flows);
         let (src, dst) = (parse_mac(&self.src_mac)?, parse_mac(&self.dst_mac)?);
+        let shape = FlowShape { spread: self.spread, mac_per_flow: self.mac_per_flow };
         let file = File::create(&self.out).with_context(|| format!("cannot create {}", self.out.display()))?;
         let header = PcapHeader { datalink: DataLink::ETHERNET, snaplen: 65535, ..Default::default() };
         let mut writer = PcapWriter::with_header(BufWriter::new(file), header)?;
         for i in 0..packets {
-            let data = frame(i % self.flows, self.size, src, dst);
+            let data = frame(i % self.flows, self.size, src, dst, shape);
             writer.write_packet(&PcapPacket::new(std::time::Duration::ZERO, data.len() as u32, &data))?;
         }
         writer.into_writer().into_inner().map_err(|e| e.into_error())?.sync_all()?;

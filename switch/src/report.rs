@@ -32,6 +32,8 @@ pub struct Report {
     pub flows: Vec<FlowReport>,
     /// Sums over PMDs.
     pub totals: Totals,
+    /// The measured window after the warm-up, when `run --warmup` asked for one.
+    pub window: Option<Window>,
     /// Packet buffers.
     pub mempool: MempoolReport,
 }
@@ -163,6 +165,19 @@ pub struct Totals {
     pub forwarded_mpps: f64,
 }
 
+/// Counters over the window from the end of the warm-up to the stop.
+#[derive(Debug, Clone, Serialize)]
+pub struct Window {
+    /// Seconds of warm-up before the window.
+    pub warmup_secs: f64,
+    /// Length of the window.
+    pub secs: f64,
+    /// Per PMD, counted in the window only.
+    pub pmds: Vec<CountersReport>,
+    /// Sums and rates in the window.
+    pub totals: Totals,
+}
+
 /// The mempool at exit.
 #[derive(Debug, Clone, Serialize)]
 pub struct MempoolReport {
@@ -285,6 +300,23 @@ impl fmt::Display for Report {
             "total: rx {} packets ({:.3} Mpps), forwarded {} ({:.3} Mpps), tx {} copies",
             t.counters.rx_packets, t.rx_mpps, t.counters.forwarded, t.forwarded_mpps, t.counters.tx_packets
         )?;
+        if let Some(w) = &self.window {
+            let c = &w.totals.counters;
+            writeln!(
+                f,
+                "window: {:.2} s after {:.2} s warm-up: rx {:.3} Mpps, forwarded {:.3} Mpps, {:.1} cycles/packet, \
+                 cache hits {}, megaflow hits {}, upcalls {}, dropped {}",
+                w.secs,
+                w.warmup_secs,
+                w.totals.rx_mpps,
+                w.totals.forwarded_mpps,
+                c.cycles_per_packet,
+                c.cache_hits,
+                c.megaflow_hits,
+                c.upcalls,
+                c.dropped_packets
+            )?;
+        }
         write!(f, "mempool: {} of {} mbufs in use at exit", self.mempool.in_use, self.mempool.capacity)
     }
 }

@@ -22,7 +22,9 @@ use crate::fastpath::{FlowTables, TablesWriter};
 use crate::ofproto::{Ofproto, PortTable};
 use crate::packet::PortIdx;
 use crate::pmd::{Pmd, PmdShared, PolledRxq, TxBuffer};
-use crate::report::{FastPathReport, FlowReport, MempoolReport, PmdReport, PortReport, Report, Totals};
+use crate::report::{
+    CountersReport, FastPathReport, FlowReport, MempoolReport, PmdReport, PortReport, Report, Totals, Window,
+};
 use crate::stats::PmdCounters;
 
 /// Per-lcore mempool cache: big enough to serve a few bursts without touching the shared ring.
@@ -72,6 +74,39 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
     /// Stop once the PMDs have received (and processed) this many packets in all.
     pub stop_after_rx: Option<u64>,
+    /// Also report rates over the time after this warm-up (for benchmarks: the start-up miss storm
+    /// and cold caches stay out of the measured window).
+    pub warmup: Option<Duration>,
+}
+
+/// Counters at one instant, as the PMDs last published them.
+struct Snapshot {
+    at: Instant,
+    pmds: Vec<PmdCounters>,
+    control: PmdCounters,
+}
+
+impl Snapshot {
+    fn take(jobs: &[(LcoreJob<PmdCounters>, Arc<PmdShared>)], control: &ControlCore) -> Self {
+        Self {
+            at: Instant::now(),
+            pmds: jobs.iter().map(|(_, s)| s.counters.read()).collect(),
+            control: control.counters,
+        }
+    }
+
+    /// The window from `start` to this snapshot.
+    fn window_since(&self, start: &Snapshot, warmup: Duration) -> Window {
+        let secs = self.at.duration_since(start.at).as_secs_f64();
+        let pmds: Vec<PmdCounters> = self.pmds.iter().zip(&start.pmds).map(|(now, then)| now.since(then)).collect();
+        let control = self.control.since(&start.control);
+        Window {
+            warmup_secs: warmup.as_secs_f64(),
+            secs,
+            pmds: pmds.iter().map(CountersReport::from).collect(),
+            totals: Totals::sum(&pmds, &control, secs),
+        }
+    }
 }
 
 /// The EAL arguments for `config`: lcore 0 is the control thread on `control_core`, lcore i+1 the
@@ -163,7 +198,7 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
     }
     log::info!("forwarding with {npmds} PMD(s) on cores {:?}", dp.pmd_cores);
 
-    control_loop(opts, stop, started, &jobs, &mut control);
+    let window = control_loop(opts, stop, started, &jobs, &mut control);
 
     for (_, shared) in &jobs {
         shared.request_stop();
@@ -206,6 +241,7 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
         flows,
         ports: port_reports,
         totals: Totals::sum(&counters, &control_counters, duration_secs),
+        window,
         pmds: pmd_reports,
         control: (&control_counters).into(),
         fastpath,
@@ -290,14 +326,20 @@ fn build_pmds(
 
 /// The control core's loop until it is time to stop: upcalls and cache promotions as they come,
 /// housekeeping every [`HOUSEKEEPING`], stop conditions every [`CONTROL_TICK`]. When idle it backs
-/// off from spinning to short sleeps, so it costs nothing on a quiet switch.
+/// off from spinning to short sleeps, so it costs nothing on a quiet switch. Returns the counters
+/// of the window after `opts.warmup`, if it asked for one and the run outlasted it.
 fn control_loop(
     opts: &RunOptions,
     stop: &AtomicBool,
     started: Instant,
     jobs: &[(LcoreJob<PmdCounters>, Arc<PmdShared>)],
     control: &mut ControlCore,
-) {
+) -> Option<Window> {
+    let mut window_start: Option<Snapshot> = None;
+    let window_end = |start: &Option<Snapshot>, control: &ControlCore| {
+        let (start, warmup) = (start.as_ref()?, opts.warmup?);
+        Some(Snapshot::take(jobs, control).window_since(start, warmup))
+    };
     let (mut last_tick, mut last_housekeeping, mut last_log) = (Instant::now(), Instant::now(), Instant::now());
     let mut idle_passes = 0u32;
     loop {
@@ -320,10 +362,13 @@ fn control_loop(
         last_tick = Instant::now();
         if stop.load(Ordering::Relaxed) {
             log::info!("stop requested");
-            return;
+            return window_end(&window_start, control);
         }
         if opts.duration.is_some_and(|d| started.elapsed() >= d) {
-            return;
+            return window_end(&window_start, control);
+        }
+        if window_start.is_none() && opts.warmup.is_some_and(|w| started.elapsed() >= w) {
+            window_start = Some(Snapshot::take(jobs, control));
         }
         let pmds: Vec<PmdCounters> = jobs.iter().map(|(_, s)| s.counters.read()).collect();
         let rx: u64 = pmds.iter().map(|c| c.rx_packets).sum();
@@ -333,7 +378,7 @@ fn control_loop(
             let upcalls: u64 = pmds.iter().map(|c| c.upcalls).sum();
             let control_done = control.counters.rx_packets == upcalls;
             if rx >= target && handled == rx && control_done {
-                return;
+                return window_end(&window_start, control);
             }
             log::trace!(
                 "stop-after-rx: rx {rx} handled {handled} upcalls {upcalls} control {}",

@@ -84,6 +84,14 @@ impl DropCounts {
         }
         self
     }
+
+    /// What was counted after `earlier` (a snapshot of the same counters).
+    pub fn since(mut self, earlier: &Self) -> Self {
+        for (a, b) in self.0.iter_mut().zip(earlier.0) {
+            *a = a.saturating_sub(b);
+        }
+        self
+    }
 }
 
 /// One PMD's counters. Owned by the PMD thread; plain integers.
@@ -122,6 +130,23 @@ impl PmdCounters {
     /// Packets per non-empty receive burst.
     pub fn packets_per_batch(&self) -> f64 {
         ratio(self.rx_packets, self.batches)
+    }
+
+    /// What was counted after `earlier` (a snapshot of the same PMD's counters).
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            rx_packets: self.rx_packets.saturating_sub(earlier.rx_packets),
+            forwarded: self.forwarded.saturating_sub(earlier.forwarded),
+            tx_packets: self.tx_packets.saturating_sub(earlier.tx_packets),
+            cache_hits: self.cache_hits.saturating_sub(earlier.cache_hits),
+            megaflow_hits: self.megaflow_hits.saturating_sub(earlier.megaflow_hits),
+            upcalls: self.upcalls.saturating_sub(earlier.upcalls),
+            drops: self.drops.since(&earlier.drops),
+            iterations: self.iterations.saturating_sub(earlier.iterations),
+            batches: self.batches.saturating_sub(earlier.batches),
+            busy_cycles: self.busy_cycles.saturating_sub(earlier.busy_cycles),
+            idle_cycles: self.idle_cycles.saturating_sub(earlier.idle_cycles),
+        }
     }
 }
 

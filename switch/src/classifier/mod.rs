@@ -10,14 +10,43 @@
 //! masks of every subtable probed): any key that agrees on those bits gets the same answer. That
 //! is what makes a megaflow safe to cache.
 //!
+//! Lookups are staged, as in Open vSwitch: a subtable first checks whether any of its rules agrees
+//! with the key on the L2 (and metadata) bits of its mask, then on L2 + L3, and only then on the
+//! whole mask. A key that fails at a stage depended only on that stage's bits, so the megaflow
+//! leaves the later ones (say, the transport ports) wildcarded: far fewer megaflows when rules
+//! match ports only under some prefixes.
+//!
 //! Threads: owned by one thread (the control core, or a snapshot read by PMDs); not concurrent.
 
 pub mod reference;
 
 use std::cmp::Reverse;
 
-use ferrovs_config::flow::{FlowKey, Match};
+use ferrovs_config::flow::{FlowKey, Match, off};
 use rustc_hash::FxHashMap;
+
+/// Bytes of the key checked by the stages before the last: metadata and L2, then L3 too. What no
+/// stage names (the transport ports, TCP flags) is checked only with the whole mask.
+const STAGES: [&[(usize, usize)]; 2] = [
+    &[(off::IN_PORT, off::TCP_FLAGS), (off::DL_DST, off::TP_SRC)],
+    &[(off::IN_PORT, off::TCP_FLAGS), (off::DL_DST, off::TP_SRC), (off::NW_SRC, off::ARP_THA + 6)],
+];
+
+/// The bytes of `STAGES[s]` as a mask.
+fn stage_bytes(s: usize) -> FlowKey {
+    let mut m = FlowKey::ZERO;
+    for &(from, to) in STAGES[s] {
+        m.0[from..to].fill(0xff);
+    }
+    m
+}
+
+/// One stage of a subtable: its part of the mask, and how many rules have each masked value.
+#[derive(Debug, Clone)]
+struct Stage {
+    mask: FlowKey,
+    keys: FxHashMap<FlowKey, u32>,
+}
 
 /// A rule in the classifier.
 #[derive(Debug, Clone)]
@@ -38,10 +67,39 @@ struct Subtable<T> {
     max_priority: u16,
     /// Masked key -> entries, highest priority first.
     buckets: FxHashMap<FlowKey, Vec<Entry<T>>>,
+    /// The stages before the whole mask that check fewer bits than the next one.
+    stages: Vec<Stage>,
     len: usize,
 }
 
 impl<T> Subtable<T> {
+    fn new(mask: FlowKey, priority: u16) -> Self {
+        let mut stages: Vec<Stage> = Vec::new();
+        for s in 0..STAGES.len() {
+            let m = mask.masked(&stage_bytes(s));
+            let adds_bits = stages.last().map_or(m != FlowKey::ZERO, |prev| prev.mask != m);
+            if adds_bits && m != mask {
+                stages.push(Stage { mask: m, keys: FxHashMap::default() });
+            }
+        }
+        Self { mask, max_priority: priority, buckets: FxHashMap::default(), stages, len: 0 }
+    }
+
+    /// Counts (or, with `add` false, uncounts) one rule with masked key `key` in every stage.
+    fn track_stages(&mut self, key: &FlowKey, add: bool) {
+        for st in &mut self.stages {
+            let k = key.masked(&st.mask);
+            if add {
+                *st.keys.entry(k).or_insert(0) += 1;
+            } else if let Some(n) = st.keys.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    st.keys.remove(&k);
+                }
+            }
+        }
+    }
+
     fn recompute_max(&mut self) {
         self.max_priority = self.buckets.values().filter_map(|v| v.first()).map(|e| e.priority).max().unwrap_or(0);
     }
@@ -89,12 +147,7 @@ impl<T> Classifier<T> {
         let idx = match self.subtables.iter().position(|s| s.mask == matches.mask) {
             Some(i) => i,
             None => {
-                self.subtables.push(Subtable {
-                    mask: matches.mask,
-                    max_priority: priority,
-                    buckets: FxHashMap::default(),
-                    len: 0,
-                });
+                self.subtables.push(Subtable::new(matches.mask, priority));
                 self.subtables.len() - 1
             }
         };
@@ -107,6 +160,7 @@ impl<T> Classifier<T> {
         self.next_seq += 1;
         let at = bucket.partition_point(|e| e.priority > priority);
         bucket.insert(at, Entry { matches, priority, seq, value });
+        st.track_stages(&matches.key, true);
         st.len += 1;
         st.max_priority = st.max_priority.max(priority);
         self.len += 1;
@@ -125,6 +179,7 @@ impl<T> Classifier<T> {
         if bucket.is_empty() {
             st.buckets.remove(&key);
         }
+        st.track_stages(&key, false);
         st.len -= 1;
         self.len -= 1;
         if st.len == 0 {
@@ -165,6 +220,13 @@ impl<T> Classifier<T> {
         for st in &self.subtables {
             if best.is_some_and(|b| st.max_priority < b.priority) {
                 break;
+            }
+            // A stage no rule agrees with ends the search here, depending on its bits only.
+            if let Some(failed) = st.stages.iter().find(|s| !s.keys.contains_key(&key.masked(&s.mask))) {
+                if let Some(wc) = wc.as_deref_mut() {
+                    *wc = wc.or(&failed.mask);
+                }
+                continue;
             }
             if let Some(wc) = wc.as_deref_mut() {
                 *wc = wc.or(&st.mask);

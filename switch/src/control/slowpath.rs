@@ -180,7 +180,7 @@ impl SlowPath {
         let mut idle = Vec::new();
         for id in self.writer.ids() {
             let (packets, bytes) = self.writer.take_counts(id);
-            let Some(rec) = self.writer.records().find(|r| r.handle.id == id) else { continue };
+            let Some(rec) = self.writer.record(id) else { continue };
             if packets > 0 {
                 for rule in &rec.rules {
                     rule.stats.credit(self.control_slot, packets, bytes, rec.used_tsc);

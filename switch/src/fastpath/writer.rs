@@ -141,6 +141,11 @@ impl TablesWriter {
         self.records.iter().flatten()
     }
 
+    /// The megaflow installed in slot `id`, if any.
+    pub fn record(&self, id: u32) -> Option<&MegaflowRecord> {
+        self.records.get(id as usize)?.as_ref()
+    }
+
     fn tagged(key: &FlowKey, mask: &FlowKey, tag: u32) -> (FlowKey, u64) {
         let mut m = key.masked(mask);
         m.0[TAG_OFFSET..TAG_OFFSET + 4].copy_from_slice(&tag.to_be_bytes());

@@ -10,6 +10,7 @@
 //! the loop allocates, locks (except a shared transmit queue, once per burst), logs or calls the OS.
 
 pub mod exec;
+mod group;
 mod tx;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::fastpath::{ACTION_WORDS, ActionWords, FlowTables, MegaflowRef, Subtab
 use crate::ofproto::DpAction;
 use crate::packet::{Layout, PacketInfo, PortIdx, extract_to};
 use crate::stats::{DropReason, PmdCounters, PublishedCounters};
+use group::Groups;
 
 /// Loop passes between two housekeeping steps (publish counters, check for stop).
 const HOUSEKEEPING_EVERY: u64 = 64;
@@ -230,12 +232,10 @@ impl Pmd {
         }
 
         // Execute once per megaflow: fetch and decode its actions, then run them on each packet.
+        let groups = Groups::build(&s.found[..n]);
         let mut words = ActionWords { words: [0; ACTION_WORDS], len: 0 };
-        for i in 0..n {
-            let Some(mf) = s.found[i] else { continue };
-            if s.pkts[i].is_none() {
-                continue;
-            }
+        for g in 0..groups.len() {
+            let (mf, members) = groups.get(g);
             let removed = !tables.actions(mf, &mut words);
             let (mut packets, mut bytes) = (0u64, 0u64);
             let mut actions: ArrayVec<DpAction, ACTION_WORDS> = ArrayVec::new();
@@ -252,10 +252,8 @@ impl Pmd {
                 [DpAction::Output(p)] => Some(*p),
                 _ => None,
             };
-            for j in i..n {
-                if s.found[j] != Some(mf) {
-                    continue;
-                }
+            for &j in members {
+                let j = usize::from(j);
                 let Some(pkt) = s.pkts[j].take() else { continue };
                 if removed {
                     // Removed since the lookup (a rule changed): let the slow path decide again.

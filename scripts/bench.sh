@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# Forwarding benchmark: ferrovs, OVS-DPDK and dpdk-testpmd side by side, same pcaps, same rules,
+# one forwarding core each (core 1; core 0 does the rest), interleaved, REPS repetitions; prints
+# the median Mpps and cycles/packet per point and the ratios ferrovs/OVS and ferrovs/testpmd.
+#
+#   scripts/bench.sh [--reps N] [--warmup S] [--secs S] [--flows "1 1000 100000 200000 1000000"]
+#                    [--rules "A C"] [--only "ferrovs ovs testpmd"] [--out DIR] [--no-setup]
+#
+# Source: net_pcap (rx_pcap, infinite_rx=1) of N UDP flows, one 64-byte packet per flow, with
+# destinations spread (ferrovs gen-pcap --spread). Sink: net_null (no-rx=1).
+# Rule sets: A = `in_port=1,actions=output:2`; C = 100 rules over 5 masks (destination prefixes,
+# exact and masked UDP ports) that classify the spread traffic, plus a priority-0 catch-all, every
+# packet ends on port 2. Rate: packets sent on port 2 per second over SECS after WARMUP.
+# OVS cannot load pcaps of more than ~250k packets (fixed mempool): its 1M point is skipped.
+# Results: DIR/bench.csv (every run) and DIR/summary.txt; logs in DIR/logs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+reps=3 warmup=3 secs=5
+flows_list="1 1000 100000 200000 1000000"
+rulesets="A C"
+only="ferrovs ovs testpmd"
+out=${TMPDIR:-/tmp}/ferrovs-bench
+setup=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --reps) reps=$2; shift 2 ;;
+    --warmup) warmup=$2; shift 2 ;;
+    --secs) secs=$2; shift 2 ;;
+    --flows) flows_list=$2; shift 2 ;;
+    --rules) rulesets=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --no-setup) setup=0; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+say() { echo "bench: $*" >&2; }
+wants() { case " $only " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+# 1M looped packets need ~2.5 GB of mbufs.
+[ "$setup" = 1 ] && bash scripts/setup.sh --with-ovs --hugepages 3072 >&2
+say "building ferrovs (release)"
+cargo build --release --quiet
+ferrovs=$root/target/release/ferrovs
+
+mkdir -p "$out/logs" "$out/pcap"
+csv=$out/bench.csv
+echo "switch,rules,flows,rep,mpps,cycles_per_packet,note" > "$csv"
+
+# Only one userspace OVS datapath fits in a network namespace, and the cores must be ours.
+for p in ovs-vswitchd dpdk-testpmd ferrovs; do
+  if pgrep -x "$p" >/dev/null; then say "warning: a '$p' is already running: numbers will be off"; fi
+done
+
+pcap_for() { # flows -> pcap path (generated once)
+  local f=$out/pcap/udp_$1.pcap
+  [ -f "$f" ] || "$ferrovs" gen-pcap --flows "$1" --spread -o "$f" 2>/dev/null
+  echo "$f"
+}
+
+rules_for() { # ruleset -> one ovs-ofctl rule per line, ports by number (p0 = 1, p1 = 2)
+  case $1 in
+    A) echo "in_port=1,actions=output:2" ;;
+    C)
+      local i
+      for i in $(seq 0 24); do
+        echo "priority=300,udp,nw_dst=20.$((i * 10)).0.0/16,tp_dst=$((1024 + i * 2600)),actions=output:2"
+        echo "priority=200,ip,nw_dst=20.$((i * 10 + 5)).0.0/16,actions=output:2"
+        echo "priority=150,udp,tp_dst=$(printf '0x%x' $(((i % 15 + 1) << 12)))/0xf000,nw_dst=20.$((i * 10 + 1)).0.0/16,actions=output:2"
+        echo "priority=100,ip,nw_dst=20.$(((i % 16) * 16)).0.0/12,nw_proto=17,actions=output:2"
+      done
+      echo "priority=0,actions=output:2"
+      ;;
+    *) echo "bench: unknown rule set '$1'" >&2; exit 2 ;;
+  esac
+}
+
+record() { echo "$1,$2,$3,$4,$5,$6,$7" >> "$csv"; }
+
+# --- ferrovs ------------------------------------------------------------------------------------
+run_ferrovs() { # rules flows rep
+  local rs=$1 n=$2 rep=$3 dir=$out/logs/ferrovs_${1}_${2}_r$3
+  mkdir -p "$dir"
+  local cache=$((1 << 20))
+  [ "$n" -gt $((cache / 2)) ] && cache=$((1 << 22))
+  {
+    echo '[eal]'
+    echo "args = [\"--no-pci\", \"--in-memory\", \"--file-prefix=ferrovs-bench\", \"--log-level=lib.eal:warning\"]"
+    echo '[datapath]'
+    echo 'pmd_cores = [1]'
+    echo 'control_core = 0'
+    echo "flow_cache_size = $cache"
+    echo 'max_megaflows = 1000000'
+    echo '[[port]]'
+    echo 'name = "p0"'
+    echo "devargs = \"net_pcap0,rx_pcap=$(pcap_for "$n"),infinite_rx=1\""
+    echo '[[port]]'
+    echo 'name = "p1"'
+    echo 'devargs = "net_null0,no-rx=1"'
+    echo '[flows]'
+    echo 'rules = ['
+    rules_for "$rs" | sed 's/.*/  "&",/'
+    echo ']'
+  } > "$dir/ferrovs.toml"
+  if ! RUST_LOG=warn "$ferrovs" run --config "$dir/ferrovs.toml" --warmup "$warmup" \
+      --duration "$((warmup + secs))" --stats-json "$dir/stats.json" > "$dir/stdout.log" 2> "$dir/stderr.log"; then
+    say "ferrovs $rs $n: failed (see $dir)"; record ferrovs "$rs" "$n" "$rep" "" "" failed; return
+  fi
+  python3 - "$dir/stats.json" <<'EOF' | { IFS=, read -r mpps cyc note; record ferrovs "$rs" "$n" "$rep" "$mpps" "$cyc" "$note"; }
+import json, sys
+r = json.load(open(sys.argv[1]))
+w = r["window"]; c = w["totals"]["counters"]
+tx = w["totals"]["forwarded_mpps"]
+note = f"cache {c['cache_hits']} megaflow {c['megaflow_hits']} upcalls {c['upcalls']} drops {c['dropped_packets']} megaflows {r['fastpath']['megaflows']} masks {r['fastpath']['masks']}"
+print(f"{tx:.3f},{c['cycles_per_packet']:.0f},{note}")
+EOF
+}
+
+# --- OVS-DPDK -----------------------------------------------------------------------------------
+VSWITCHD=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
+ovs_dir=""
+ovs_stop() {
+  [ -n "$ovs_dir" ] || return 0
+  local d=$ovs_dir pid
+  ovs-appctl -t "$d/vswitchd.ctl" exit --cleanup >/dev/null 2>&1 || true
+  for pid in $(cat "$d/vswitchd.pid" "$d/ovsdb.pid" 2>/dev/null); do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  ovs-appctl -t "$d/ovsdb.ctl" exit >/dev/null 2>&1 || true
+  rm -rf "/var/run/dpdk/ovs-bench"
+  ovs_dir=""
+}
+trap ovs_stop EXIT
+
+run_ovs() { # rules flows rep
+  local rs=$1 n=$2 rep=$3 d=$out/logs/ovs_${1}_${2}_r$3
+  if [ "$n" -gt 250000 ]; then record ovs "$rs" "$n" "$rep" "" "" "pcap too big for OVS's fixed mempool"; return; fi
+  rm -rf "$d"; mkdir -p "$d"; ovs_dir=$d
+  local vsctl="ovs-vsctl --timeout=60 --db=unix:$d/db.sock" appctl="ovs-appctl -t $d/vswitchd.ctl"
+  local ofctl="ovs-ofctl"
+  export OVS_RUNDIR=$d OVS_DBDIR=$d OVS_LOGDIR=$d
+  ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+  ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --pidfile="$d/ovsdb.pid" --unixctl="$d/ovsdb.ctl" \
+    --log-file="$d/ovsdb.log" --detach -vconsole:off
+  $vsctl --no-wait init
+  $vsctl --no-wait set Open_vSwitch . other_config:dpdk-init=true other_config:dpdk-lcore-mask=0x1 \
+    other_config:pmd-cpu-mask=0x2 other_config:dpdk-socket-mem=1024 \
+    "other_config:dpdk-extra=--no-pci --file-prefix=ovs-bench"
+  "$VSWITCHD" "unix:$d/db.sock" --pidfile="$d/vswitchd.pid" --unixctl="$d/vswitchd.ctl" \
+    --log-file="$d/vswitchd.log" --detach -vconsole:off
+  $vsctl add-br br0 -- set bridge br0 datapath_type=netdev fail-mode=secure
+  $vsctl add-port br0 p1 -- set Interface p1 type=dpdk ofport_request=2 "options:dpdk-devargs=net_null0,no-rx=1"
+  # Rules before the source port: flows installed under traffic leave stale ukeys behind.
+  rules_for "$rs" > "$d/rules.txt"
+  $ofctl --bundle replace-flows br0 "$d/rules.txt" 2>/dev/null || $ofctl replace-flows br0 "$d/rules.txt"
+  $vsctl add-port br0 p0 -- set Interface p0 type=dpdk ofport_request=1 \
+    "options:dpdk-devargs=net_pcap0,rx_pcap=$(pcap_for "$n"),infinite_rx=1"
+  local err
+  err=$($vsctl get Interface p0 error 2>/dev/null || true)
+  if [ -n "$err" ] && [ "$err" != '""' ] && [ "$err" != "[]" ]; then
+    say "ovs $rs $n: port error $err"; record ovs "$rs" "$n" "$rep" "" "" "port error"; ovs_stop; return
+  fi
+  sleep "$warmup"
+  $appctl dpif-netdev/pmd-stats-clear >/dev/null
+  local t0 t1 tx0 tx1
+  tx0=$($ofctl dump-ports br0 2 | awk -F'[=,]' '/tx pkts/ {print $2; exit}')
+  t0=$(date +%s.%N)
+  sleep "$secs"
+  tx1=$($ofctl dump-ports br0 2 | awk -F'[=,]' '/tx pkts/ {print $2; exit}')
+  t1=$(date +%s.%N)
+  $appctl dpif-netdev/pmd-stats-show > "$d/pmd-stats.txt"
+  $appctl dpctl/dump-flows > "$d/dp-flows.txt" 2>/dev/null || true
+  local cyc idle emc mf
+  cyc=$(awk -F: '/avg processing cycles per packet/ {split($2, a, " "); print a[1]; exit}' "$d/pmd-stats.txt")
+  idle=$(awk '/idle cycles/ {print $NF; exit}' "$d/pmd-stats.txt" | tr -d '()')
+  emc=$(awk -F: '/emc hits/ {gsub(/ /,"",$2); print $2; exit}' "$d/pmd-stats.txt")
+  local simple
+  simple=$(awk -F: '/simple match hits/ {gsub(/ /,"",$2); print $2; exit}' "$d/pmd-stats.txt")
+  mf=$(awk -F: '/megaflow hits/ {gsub(/ /,"",$2); print $2; exit}' "$d/pmd-stats.txt")
+  ovs_stop
+  local mpps
+  mpps=$(python3 -c "print(f'{($tx1 - $tx0) / ($t1 - $t0) / 1e6:.3f}')")
+  record ovs "$rs" "$n" "$rep" "$mpps" "${cyc%.*}" "idle $idle simple $simple emc $emc megaflow $mf dp-flows $(wc -l < "$d/dp-flows.txt")"
+}
+
+# --- dpdk-testpmd io ----------------------------------------------------------------------------
+run_testpmd() { # flows rep
+  local n=$1 rep=$2 d=$out/logs/testpmd_${1}_r$2
+  mkdir -p "$d"
+  local mbufs=$((n + 65536))
+  dpdk-testpmd -l 0,1 -n 1 --in-memory --no-pci --file-prefix=testpmd-bench --log-level=lib.eal:warning \
+    --vdev "net_pcap0,rx_pcap=$(pcap_for "$n"),infinite_rx=1" --vdev net_null0,no-rx=1 -- \
+    --forward-mode=io --nb-cores=1 --total-num-mbufs=$mbufs --auto-start --stats-period 1 \
+    < /dev/null > "$d/stdout.log" 2>&1 &
+  local pid=$!
+  sleep $((warmup + secs + 2))
+  kill -INT "$pid" 2>/dev/null || true
+  wait "$pid" || true
+  # Per-second Tx-pps of port 1, skipping the start-up and warm-up seconds.
+  local mpps
+  mpps=$(awk '/NIC statistics for port 1/ {p=1; next} /NIC statistics for port/ {p=0} p && /Tx-pps:/ {print $2}' \
+    "$d/stdout.log" | python3 -c "
+import sys, statistics
+v = [float(x) for x in sys.stdin.read().split()][2 + $warmup:][:$secs]
+print(f'{statistics.mean(v) / 1e6:.3f}' if v else '')")
+  record testpmd io "$n" "$rep" "$mpps" "" ""
+}
+
+for rep in $(seq 1 "$reps"); do
+  for n in $flows_list; do
+    for rs in $rulesets; do
+      wants ferrovs && { say "rep $rep: ferrovs $rs $n flows"; run_ferrovs "$rs" "$n" "$rep"; }
+      wants ovs && { say "rep $rep: ovs $rs $n flows"; run_ovs "$rs" "$n" "$rep"; }
+    done
+    wants testpmd && { say "rep $rep: testpmd io $n flows"; run_testpmd "$n" "$rep"; }
+  done
+done
+
+python3 - "$csv" <<'EOF' | tee "$out/summary.txt"
+import csv, statistics, sys
+from collections import defaultdict
+runs = defaultdict(list)
+cyc = defaultdict(list)
+for r in csv.DictReader(open(sys.argv[1])):
+    if r["mpps"]:
+        runs[(r["switch"], r["rules"], int(r["flows"]))].append(float(r["mpps"]))
+    if r["cycles_per_packet"]:
+        cyc[(r["switch"], r["rules"], int(r["flows"]))].append(float(r["cycles_per_packet"]))
+med = lambda k, d=runs: statistics.median(d[k]) if d.get(k) else None
+fmt = lambda v, p=2: "-" if v is None else f"{v:.{p}f}"
+flows = sorted({k[2] for k in runs})
+rules = sorted({k[1] for k in runs if k[0] != "testpmd"})
+print("median Mpps (cycles/packet) over reps; 64-byte UDP, 1 forwarding core")
+print(f"{'rules':>5} {'flows':>8} {'ferrovs':>16} {'OVS-DPDK':>16} {'testpmd io':>10} {'ferrovs/OVS':>11} {'ferrovs/testpmd':>15}")
+for rs in rules:
+    for n in flows:
+        f, o, t = med(("ferrovs", rs, n)), med(("ovs", rs, n)), med(("testpmd", "io", n))
+        fc, oc = med(("ferrovs", rs, n), cyc), med(("ovs", rs, n), cyc)
+        print(f"{rs:>5} {n:>8} {fmt(f):>8} ({fmt(fc, 0):>5}) {fmt(o):>8} ({fmt(oc, 0):>5}) {fmt(t):>10} "
+              f"{fmt(f / o if f and o else None):>11} {fmt(f / t if f and t else None):>15}")
+EOF
+say "results: $csv, summary: $out/summary.txt"
