@@ -12,7 +12,8 @@ echo "test: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test: cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-echo "test: cargo test"
+echo "test: cargo test (concurrency stress tests run FERROVS_STRESS_SECS each, default 30)"
+export FERROVS_STRESS_SECS=${FERROVS_STRESS_SECS:-30}
 cargo test --workspace
 echo "test: loom model checking of the flow cache's version protocol"
 RUSTFLAGS="--cfg loom" cargo test -p ferrovs-switch --release --test loom_cuckoo --target-dir target/loom

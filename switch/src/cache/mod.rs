@@ -89,13 +89,32 @@ pub struct CuckooMap {
     buckets: Box<[Bucket]>,
     bucket_mask: usize,
     entries: Box<[Entry]>,
+    /// How many keys, as the writer last published it (a hint for readers' strategy).
+    len_hint: AtomicU64,
 }
 
+/// Word pairs a key hash folds (the last pair's second word is past the key: zero).
+pub const HASH_PAIRS: usize = KEY_WORDS.div_ceil(2);
+
 /// Hashes a flow key (the caller masks it first where needed). Fast, not cryptographic.
+///
+/// wyhash-style: fold-multiply each pair of words (independent multiplies, so they overlap in
+/// the pipeline), sum, then avalanche. The sum is exposed in parts ([`hash_pair`],
+/// [`hash_finish`]) so that a megaflow subtable, whose masked keys are zero outside a few words,
+/// can add precomputed constants for the pairs it never sets and get the same hash for less.
 #[inline]
 pub fn hash_key(key: &FlowKey) -> u64 {
-    // wyhash-style: fold-multiply word pairs (independent multiplies, so they overlap in the
-    // pipeline), sum, then avalanche.
+    let w = |i: usize| if i < KEY_WORDS { key.word(i) } else { 0 };
+    let mut h = 0u64;
+    for p in 0..HASH_PAIRS {
+        h = h.wrapping_add(hash_pair(p, w(2 * p), w(2 * p + 1)));
+    }
+    hash_finish(h)
+}
+
+/// Pair `p`'s term of [`hash_key`]: words `2p` and `2p + 1` are `a` and `b`.
+#[inline(always)]
+pub fn hash_pair(p: usize, a: u64, b: u64) -> u64 {
     const K: [u64; 12] = [
         0xa076_1d64_78bd_642f,
         0xe703_7ed1_a0b4_28db,
@@ -110,17 +129,19 @@ pub fn hash_key(key: &FlowKey) -> u64 {
         0xbb67_ae85_84ca_a73b,
         0x3c6e_f372_fe94_f82b,
     ];
-    #[inline(always)]
-    fn fold(a: u64, b: u64) -> u64 {
-        let p = u128::from(a).wrapping_mul(u128::from(b));
-        (p as u64) ^ ((p >> 64) as u64)
-    }
-    let w = |i: usize| if i < KEY_WORDS { key.word(i) } else { 0 };
-    let mut h = 0u64;
-    for i in (0..12).step_by(2) {
-        h = h.wrapping_add(fold(w(i) ^ K[i], w(i + 1) ^ K[i + 1]));
-    }
-    fold(h ^ 0xe703_7ed1_a0b4_28db, 0xa076_1d64_78bd_642f)
+    fold(a ^ K[2 * p], b ^ K[2 * p + 1])
+}
+
+/// The hash of a key whose pair terms sum to `sum`.
+#[inline(always)]
+pub fn hash_finish(sum: u64) -> u64 {
+    fold(sum ^ 0xe703_7ed1_a0b4_28db, 0xa076_1d64_78bd_642f)
+}
+
+#[inline(always)]
+fn fold(a: u64, b: u64) -> u64 {
+    let p = u128::from(a).wrapping_mul(u128::from(b));
+    (p as u64) ^ ((p >> 64) as u64)
 }
 
 impl CuckooMap {
@@ -134,6 +155,7 @@ impl CuckooMap {
             entries: (0..=capacity)
                 .map(|_| Entry { key: std::array::from_fn(|_| AtomicU64::new(0)), value: AtomicU64::new(0) })
                 .collect(),
+            len_hint: AtomicU64::new(0),
         }
     }
 
@@ -150,6 +172,12 @@ impl CuckooMap {
     #[inline(always)]
     fn alt_bucket(&self, bucket: usize, sig: u16) -> usize {
         (bucket ^ (usize::from(sig) | 1).wrapping_mul(0x5bd1_e995)) & self.bucket_mask
+    }
+
+    /// About how many keys the map holds (what the writer last published).
+    #[inline]
+    pub fn len_hint(&self) -> usize {
+        self.len_hint.load(Ordering::Relaxed) as usize
     }
 
     /// Hints the CPU to load the buckets `hash` may live in (do it for a whole batch first).
@@ -355,6 +383,7 @@ impl CuckooWriter {
         // Publishing the slot (Release) makes the entry's words visible to whoever loads it.
         self.write_slot(bucket, slot_no, slot(sig, index));
         self.len += 1;
+        self.map.len_hint.store(self.len as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -371,6 +400,7 @@ impl CuckooWriter {
         let epoch = self.qsbr.advance();
         self.retired.push_back((epoch, index));
         self.len -= 1;
+        self.map.len_hint.store(self.len as u64, Ordering::Relaxed);
     }
 
     /// Removes one entry from `key`'s first bucket (to make room in a cache); returns its key.

@@ -13,7 +13,7 @@ use crate::packet::PacketInfo;
 use crate::pmd::{TxBuffer, exec};
 use crate::stats::PmdCounters;
 
-/// Upcalls taken per pass (then the control core transmits and installs).
+/// Upcalls taken per pass and PMD (then the control core transmits and installs).
 const UPCALL_BATCH: usize = 256;
 /// Cache promotion requests handled per pass and PMD.
 const PROMOTIONS_PER_PASS: usize = 1024;
@@ -54,7 +54,7 @@ impl ControlCore {
     pub fn poll(&mut self) -> usize {
         let now = rdtsc();
         for q in &self.queues {
-            while self.decisions.len() < UPCALL_BATCH {
+            for _ in 0..UPCALL_BATCH {
                 let Some(u) = q.upcalls.pop() else { break };
                 let d = self.slow.decide(&u.key, u.hash, u.packet.len() as u64, now);
                 self.decisions.push((u, d));

@@ -16,7 +16,7 @@ use crate::fastpath::MegaflowRef;
 use crate::packet::{Layout, PortIdx};
 
 /// Packets each PMD may have waiting for the control core.
-pub const UPCALL_QUEUE: usize = 1024;
+pub const UPCALL_QUEUE: usize = 4096;
 /// Cache promotion requests each PMD may have waiting.
 pub const PROMOTION_QUEUE: usize = 4096;
 

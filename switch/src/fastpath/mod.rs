@@ -28,7 +28,7 @@ use ferrovs_config::flow::{FlowKey, KEY_WORDS};
 
 pub use writer::{InstallError, MegaflowRecord, TablesWriter};
 
-use crate::cache::{CuckooMap, hash_key};
+use crate::cache::{CuckooMap, HASH_PAIRS, hash_finish, hash_pair};
 use crate::sync::qsbr::Qsbr;
 use crate::sync::{AtomicU32, AtomicU64, Ordering, fence};
 
@@ -99,21 +99,55 @@ pub struct FlowTables {
 pub struct Subtable {
     /// The mask.
     pub mask: FlowKey,
-    tag: u32,
-    words: ArrayVec<u8, KEY_WORDS>,
+    /// Hash pairs that can be nonzero in a masked key (the others add `hash_base`).
+    pairs: ArrayVec<u8, HASH_PAIRS>,
+    hash_base: u64,
+    /// The key word holding the tag, with only the tag's bytes set.
+    tag_word: u64,
 }
 
 impl Subtable {
-    /// The megaflow key of `key` in this subtable, and its hash.
+    fn new(mask: FlowKey, tag: u32) -> Self {
+        let words: ArrayVec<u8, KEY_WORDS> = (0..KEY_WORDS).filter(|&w| mask.word(w) != 0).map(|w| w as u8).collect();
+        // The tag's word is set in every megaflow key: its pair is always hashed.
+        let used = |p: usize| p == TAG_OFFSET / 16 || words.iter().any(|&w| usize::from(w) / 2 == p);
+        let pairs = (0..HASH_PAIRS).filter(|&p| used(p)).map(|p| p as u8).collect();
+        let hash_base = (0..HASH_PAIRS).filter(|&p| !used(p)).fold(0u64, |h, p| h.wrapping_add(hash_pair(p, 0, 0)));
+        let mut t = FlowKey::ZERO;
+        t.0[TAG_OFFSET..TAG_OFFSET + 4].copy_from_slice(&tag.to_be_bytes());
+        Self { mask, pairs, hash_base, tag_word: t.word(TAG_OFFSET / 8) }
+    }
+
+    /// Writes the megaflow key of `key` in this subtable to `out` (every word, so `out` need not
+    /// be cleared first) and returns its hash, as [`masked`](Self::masked) does.
+    #[inline(always)]
+    pub fn mask_into(&self, key: &FlowKey, out: &mut FlowKey) -> u64 {
+        // In registers, then stored: hashing words read back from `out` would wait on the stores.
+        let mut w = [0u64; 2 * HASH_PAIRS];
+        for (i, v) in w.iter_mut().enumerate().take(KEY_WORDS) {
+            *v = key.word(i) & self.mask.word(i);
+        }
+        w[TAG_OFFSET / 8] |= self.tag_word;
+        for (i, &v) in w.iter().enumerate().take(KEY_WORDS) {
+            out.set_word(i, v);
+        }
+        let mut h = self.hash_base;
+        for &p in &self.pairs {
+            let p = usize::from(p);
+            h = h.wrapping_add(hash_pair(p, w[2 * p], w[2 * p + 1]));
+        }
+        hash_finish(h)
+    }
+
+    /// The megaflow key of `key` in this subtable, and its hash (the same as [`hash_key`] of it,
+    /// computed over the words the mask keeps only).
+    ///
+    /// [`hash_key`]: crate::cache::hash_key
     #[inline]
     pub fn masked(&self, key: &FlowKey) -> (FlowKey, u64) {
         let mut m = FlowKey::ZERO;
-        for &i in &self.words {
-            let i = usize::from(i);
-            m.set_word(i, key.word(i) & self.mask.word(i));
-        }
-        m.0[TAG_OFFSET..TAG_OFFSET + 4].copy_from_slice(&self.tag.to_be_bytes());
-        (m, hash_key(&m))
+        let h = self.mask_into(key, &mut m);
+        (m, h)
     }
 }
 
@@ -150,6 +184,12 @@ impl FlowTables {
     #[inline(always)]
     pub fn prefetch_cache(&self, hash: u64) {
         self.cache.prefetch(hash);
+    }
+
+    /// About how many flows the exact cache holds.
+    #[inline]
+    pub fn cache_len_hint(&self) -> usize {
+        self.cache.len_hint()
     }
 
     /// Tier 1: the megaflow cached for exactly `key`, if it is still installed.
@@ -196,8 +236,7 @@ impl FlowTables {
                 for (w, a) in slot.mask.iter().enumerate() {
                     mask.set_word(w, a.load(Ordering::Relaxed));
                 }
-                let words = (0..KEY_WORDS).filter(|&w| mask.word(w) != 0).map(|w| w as u8).collect();
-                list.push(Subtable { mask, tag: slot.tag.load(Ordering::Relaxed), words });
+                list.push(Subtable::new(mask, slot.tag.load(Ordering::Relaxed)));
             }
             fence(Ordering::Acquire);
             if self.subtables_seq.load(Ordering::Relaxed) == seq {
@@ -213,6 +252,31 @@ impl FlowTables {
         let (m, h) = st.masked(key);
         let r = MegaflowRef::unpack(self.megaflows.get(&m, h)?);
         self.is_current(r).then_some(r)
+    }
+
+    /// Tier 2 for a batch in one subtable: `found[i]` is the megaflow of `keys[i]` in `st`, if
+    /// any. `scratch` holds the masked keys (as many as `keys`): all are masked and hashed, their
+    /// buckets prefetched, then looked up together, so the loads overlap.
+    #[inline]
+    pub fn megaflow_lookup_batch_in(
+        &self,
+        st: &Subtable,
+        keys: &[FlowKey],
+        scratch: &mut [FlowKey],
+        found: &mut [Option<MegaflowRef>],
+    ) {
+        let n = keys.len().min(scratch.len()).min(found.len()).min(64);
+        let mut hashes = [0u64; 64];
+        for i in 0..n {
+            let h = st.mask_into(&keys[i], &mut scratch[i]);
+            hashes[i] = h;
+            self.megaflows.prefetch(h);
+        }
+        let mut raw = [None; 64];
+        self.megaflows.get_batch(&scratch[..n], &hashes[..n], &mut raw[..n]);
+        for (f, r) in found.iter_mut().zip(&raw[..n]) {
+            *f = r.map(MegaflowRef::unpack).filter(|r| self.is_current(*r));
+        }
     }
 
     /// Tier 2: the megaflow for `key`, probing the subtables of `view` in order.

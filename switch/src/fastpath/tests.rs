@@ -1,4 +1,5 @@
 use super::*;
+use crate::cache::hash_key;
 use crate::ofproto::{DpAction, Translation};
 use crate::packet::PortIdx;
 
@@ -112,4 +113,40 @@ fn too_long_action_lists_are_refused() {
     many.actions.extend((0..ACTION_WORDS as u16 + 1).map(|p| DpAction::Output(PortIdx(p))));
     assert_eq!(w.install(&key(1, 1, 1), &mask(32), &many, vec![]), Err(InstallError::TooManyActions));
     assert_eq!(w.subtable_count(), 0);
+}
+
+proptest::proptest! {
+    /// A subtable hashes only the words its mask keeps, plus constants for the rest: that must be
+    /// exactly the hash the writer computes over the whole masked key.
+    #[test]
+    fn subtable_hash_equals_the_full_key_hash(
+        words in proptest::array::uniform11(proptest::num::u64::ANY),
+        mask_words in proptest::array::uniform11(proptest::prop_oneof![
+            proptest::strategy::Just(0u64), proptest::strategy::Just(u64::MAX), proptest::num::u64::ANY
+        ]),
+        tag in proptest::num::u32::ANY,
+    ) {
+        let (mut k, mut m) = (FlowKey::ZERO, FlowKey::ZERO);
+        for w in 0..KEY_WORDS {
+            k.set_word(w, words[w]);
+            m.set_word(w, mask_words[w]);
+        }
+        // The tag's bytes are never part of a mask.
+        m.0[TAG_OFFSET..].fill(0);
+        let st = Subtable::new(m, tag);
+        let (masked, hash) = st.masked(&k);
+        let mut expect = k.masked(&m);
+        expect.0[TAG_OFFSET..TAG_OFFSET + 4].copy_from_slice(&tag.to_be_bytes());
+        proptest::prop_assert_eq!(masked, expect);
+        proptest::prop_assert_eq!(hash, hash_key(&expect));
+    }
+}
+
+#[test]
+fn mask_into_overwrites_every_word_and_agrees_with_masked() {
+    let st = Subtable::new(mask(16), 0x0102_0304);
+    let k = key(3, 0x0a0b_0c0d, 80);
+    let mut out = FlowKey::ONES;
+    let h = st.mask_into(&k, &mut out);
+    assert_eq!((out, h), st.masked(&k));
 }

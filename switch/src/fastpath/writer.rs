@@ -181,15 +181,29 @@ impl TablesWriter {
         }
     }
 
+    /// A subtable slot neither in use nor waiting for the PMDs to leave it.
+    fn free_subtable_slot(&self) -> Option<usize> {
+        (0..MAX_SUBTABLES)
+            .find(|i| self.subtables[*i].is_none() && !self.retired_subtables.iter().any(|&(_, s)| s == *i))
+    }
+
     /// The subtable slot for `mask`, creating it if needed.
     fn subtable_for(&mut self, mask: &FlowKey) -> Result<usize, InstallError> {
         if let Some(i) = self.subtables.iter().position(|s| s.as_ref().is_some_and(|s| s.mask == *mask)) {
             return Ok(i);
         }
-        let retired: Vec<usize> = self.retired_subtables.iter().map(|&(_, s)| s).collect();
-        let i = (0..MAX_SUBTABLES)
-            .find(|i| self.subtables[*i].is_none() && !retired.contains(i))
-            .ok_or(InstallError::TooManyMasks)?;
+        // Slots of dropped masks come back once every PMD has moved past them: collect those
+        // first, and if none is free yet but some are on their way, wait for the PMDs.
+        self.reclaim();
+        let i = match self.free_subtable_slot() {
+            Some(i) => i,
+            None if !self.retired_subtables.is_empty() => {
+                self.tables.qsbr.synchronize();
+                self.reclaim();
+                self.free_subtable_slot().ok_or(InstallError::TooManyMasks)?
+            }
+            None => return Err(InstallError::TooManyMasks),
+        };
         let tag = ((i as u32) << 16) | u32::from(self.subtable_gens[i]);
         let slot = &self.tables.subtable_slots[i];
         for (w, a) in slot.mask.iter().enumerate() {

@@ -78,12 +78,18 @@ pub struct Pmd {
     stage: Box<Stage>,
 }
 
+/// Flows above which a PMD with a single megaflow mask skips the exact cache (below, the cache's
+/// lookup is the cheaper one: measured, see docs/design.md).
+const SIMPLE_MODE_FLOWS: usize = 8192;
+
 /// Per-burst scratch, allocated once per PMD (re-initialising it per burst would cost more than
 /// some stages).
 struct Stage {
     keys: [FlowKey; MAX_BURST],
     layouts: [Layout; MAX_BURST],
     hashes: [u64; MAX_BURST],
+    /// Keys under a megaflow mask.
+    masked: [FlowKey; MAX_BURST],
     found: [Option<MegaflowRef>; MAX_BURST],
     pkts: [Option<Mbuf>; MAX_BURST],
 }
@@ -118,6 +124,7 @@ impl Pmd {
                 keys: [FlowKey::ZERO; MAX_BURST],
                 layouts: [Layout::NONE; MAX_BURST],
                 hashes: [0; MAX_BURST],
+                masked: [FlowKey::ZERO; MAX_BURST],
                 found: [None; MAX_BURST],
                 pkts: [const { None }; MAX_BURST],
             }),
@@ -187,6 +194,54 @@ impl Pmd {
         for (i, pkt) in burst.as_slice().iter().enumerate() {
             extract_to(pkt.data(), in_ofport, &mut s.keys[i], &mut s.layouts[i]);
         }
+
+        if let [only] = view.list.as_slice()
+            && tables.cache_len_hint() > SIMPLE_MODE_FLOWS
+        {
+            // One megaflow mask (say, rules on in_port only) and more flows than the CPU caches
+            // hold: a megaflow probe hashes a word or two and touches no per-flow state, so it
+            // beats the exact cache; skip that tier.
+            tables.megaflow_lookup_batch_in(only, &s.keys[..n], &mut s.masked[..n], &mut s.found[..n]);
+            s.hashes[..n].fill(0); // computed below for the misses only
+            counters.megaflow_hits += s.found[..n].iter().filter(|f| f.is_some()).count() as u64;
+        } else {
+            Self::lookup_tiered(s, burst, n, in_ofport, tables, view, &mut up, counters);
+        }
+
+        for (slot, pkt) in s.pkts.iter_mut().zip(burst.drain()) {
+            *slot = Some(pkt);
+        }
+        let mut dropped = Burst::new(); // freed in bulk when this function returns
+        let now = rdtsc();
+
+        // Tier 3: the control core, for what neither table knew.
+        for i in 0..n {
+            if s.found[i].is_none()
+                && let Some(pkt) = s.pkts[i].take()
+            {
+                if s.hashes[i] == 0 {
+                    s.hashes[i] = hash_key(&s.keys[i]);
+                }
+                up.send(counters, pkt, port, &s.keys[i], s.layouts[i], s.hashes[i], now, &mut dropped);
+            }
+        }
+        Self::execute_groups(s, n, port, *id, tables, tx, &mut up, counters, &mut dropped, now);
+    }
+
+    /// Tiers 1 and 2: hash every key, look the batch up in the exact cache, then the misses in
+    /// the megaflow table (a hit there asks the control core for a cache entry).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn lookup_tiered(
+        s: &mut Stage,
+        burst: &Burst,
+        n: usize,
+        in_ofport: OfPort,
+        tables: &FlowTables,
+        view: &SubtableView,
+        up: &mut Upcaller<'_>,
+        counters: &mut PmdCounters,
+    ) {
         for (i, pkt) in burst.as_slice().iter().enumerate() {
             let hash = match pkt.rss_hash() {
                 // The NIC hashed the 5-tuple; spread it over 64 bits and mix in the port.
@@ -215,22 +270,24 @@ impl Pmd {
                 }
             }
         }
+    }
 
-        for (slot, pkt) in s.pkts.iter_mut().zip(burst.drain()) {
-            *slot = Some(pkt);
-        }
-        let mut dropped = Burst::new(); // freed in bulk when this function returns
-        let now = rdtsc();
-
-        // Tier 3: the control core, for what neither table knew.
-        for i in 0..n {
-            if s.found[i].is_none()
-                && let Some(pkt) = s.pkts[i].take()
-            {
-                up.send(counters, pkt, port, &s.keys[i], s.layouts[i], s.hashes[i], now, &mut dropped);
-            }
-        }
-
+    /// Executes the actions once per megaflow group; packets whose megaflow was removed since
+    /// the lookup go to the control core.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn execute_groups(
+        s: &mut Stage,
+        n: usize,
+        port: PortIdx,
+        id: usize,
+        tables: &FlowTables,
+        tx: &mut [TxBuffer],
+        up: &mut Upcaller<'_>,
+        counters: &mut PmdCounters,
+        dropped: &mut Burst,
+        now: u64,
+    ) {
         // Execute once per megaflow: fetch and decode its actions, then run them on each packet.
         let groups = Groups::build(&s.found[..n]);
         let mut words = ActionWords { words: [0; ACTION_WORDS], len: 0 };
@@ -257,7 +314,8 @@ impl Pmd {
                 let Some(pkt) = s.pkts[j].take() else { continue };
                 if removed {
                     // Removed since the lookup (a rule changed): let the slow path decide again.
-                    up.send(counters, pkt, port, &s.keys[j], s.layouts[j], s.hashes[j], now, &mut dropped);
+                    let hash = if s.hashes[j] == 0 { hash_key(&s.keys[j]) } else { s.hashes[j] };
+                    up.send(counters, pkt, port, &s.keys[j], s.layouts[j], hash, now, dropped);
                     continue;
                 }
                 packets += 1;
@@ -279,10 +337,10 @@ impl Pmd {
                     vlan: key.vlan_tci() & VLAN_CFI != 0,
                     layout: s.layouts[j],
                 };
-                exec::execute(pkt, info, &actions, tx, counters, &mut dropped);
+                exec::execute(pkt, info, &actions, tx, counters, dropped);
             }
             if packets > 0 {
-                tables.credit(*id, mf.id, packets, bytes, now);
+                tables.credit(id, mf.id, packets, bytes, now);
             }
         }
     }
