@@ -80,7 +80,7 @@ pub struct Pmd {
 
 /// Flows above which a PMD with a single megaflow mask skips the exact cache (below, the cache's
 /// lookup is the cheaper one: measured, see docs/design.md).
-const SIMPLE_MODE_FLOWS: usize = 8192;
+const SIMPLE_MODE_FLOWS: usize = 256;
 
 /// Per-burst scratch, allocated once per PMD (re-initialising it per burst would cost more than
 /// some stages).
