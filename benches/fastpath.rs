@@ -14,7 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Bencher, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ferrovs_config::flow::{FlowKey, OfPort, PortMap, parse_flow};
+mod common;
+
+use common::Ports;
+use ferrovs_config::flow::{FlowKey, parse_flow};
 use ferrovs_switch::cache::hash_key;
 use ferrovs_switch::control::SlowPath;
 use ferrovs_switch::fastpath::{FlowTables, MegaflowRef, SubtableView, TablesWriter};
@@ -285,20 +288,6 @@ fn megaflows(c: &mut Criterion) {
 
 // ---------------------------------------------------------------------------------------------
 // The control core's flow setup
-
-/// Ports p0..p3 numbered 1..4 (as in the pipeline bench).
-struct Ports;
-impl PortMap for Ports {
-    fn by_name(&self, name: &str) -> Option<OfPort> {
-        name.strip_prefix('p')?.parse::<u16>().ok().filter(|n| *n < 4).map(|n| n + 1)
-    }
-    fn has_number(&self, n: OfPort) -> bool {
-        (1..=4).contains(&n)
-    }
-    fn name_of(&self, _: OfPort) -> Option<&str> {
-        None
-    }
-}
 
 /// `n` rules: every 4th an exact source-MAC rule at the highest priority (always probed, so
 /// every megaflow matches `dl_src` exactly: one megaflow per new source MAC), the others IP/UDP

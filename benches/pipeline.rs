@@ -5,22 +5,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ferrovs_config::flow::{FlowKey, OfPort, PortMap, parse_flow};
-use ferrovs_switch::ofproto::{Ofproto, PortTable, Translation, XlateOptions, translate};
+mod common;
 
-/// Ports p0..p3 numbered 1..4.
-struct Ports;
-impl PortMap for Ports {
-    fn by_name(&self, name: &str) -> Option<OfPort> {
-        name.strip_prefix('p')?.parse::<u16>().ok().filter(|n| *n < 4).map(|n| n + 1)
-    }
-    fn has_number(&self, n: OfPort) -> bool {
-        (1..=4).contains(&n)
-    }
-    fn name_of(&self, _: OfPort) -> Option<&str> {
-        None
-    }
-}
+use common::Ports;
+use ferrovs_config::flow::{FlowKey, parse_flow};
+use ferrovs_switch::ofproto::{Ofproto, PortTable, Translation, XlateOptions, translate};
 
 /// `n` ACL-like rules over several masks (dst prefixes of three lengths, ports exact and masked).
 fn ofproto(n: usize) -> Ofproto {

@@ -108,9 +108,9 @@ pub struct Subtable {
 
 impl Subtable {
     fn new(mask: FlowKey, tag: u32) -> Self {
-        let words: ArrayVec<u8, KEY_WORDS> = (0..KEY_WORDS).filter(|&w| mask.word(w) != 0).map(|w| w as u8).collect();
         // The tag's word is set in every megaflow key: its pair is always hashed.
-        let used = |p: usize| p == TAG_OFFSET / 16 || words.iter().any(|&w| usize::from(w) / 2 == p);
+        let word_used = |w: usize| w < KEY_WORDS && mask.word(w) != 0;
+        let used = |p: usize| p == TAG_OFFSET / 16 || word_used(2 * p) || word_used(2 * p + 1);
         let pairs = (0..HASH_PAIRS).filter(|&p| used(p)).map(|p| p as u8).collect();
         let hash_base = (0..HASH_PAIRS).filter(|&p| !used(p)).fold(0u64, |h, p| h.wrapping_add(hash_pair(p, 0, 0)));
         let mut t = FlowKey::ZERO;
@@ -210,7 +210,13 @@ impl FlowTables {
         let mut raw = [None; 64];
         let n = keys.len().min(64);
         self.cache.get_batch(&keys[..n], &hashes[..n], &mut raw[..n]);
-        for (f, r) in found.iter_mut().zip(&raw[..n]) {
+        self.current_refs(&raw[..n], found);
+    }
+
+    /// `found[i]`: the megaflow packed in `raw[i]`, if it is still installed.
+    #[inline(always)]
+    fn current_refs(&self, raw: &[Option<u64>], found: &mut [Option<MegaflowRef>]) {
+        for (f, r) in found.iter_mut().zip(raw) {
             *f = r.map(MegaflowRef::unpack).filter(|r| self.is_current(*r));
         }
     }
@@ -274,9 +280,7 @@ impl FlowTables {
         }
         let mut raw = [None; 64];
         self.megaflows.get_batch(&scratch[..n], &hashes[..n], &mut raw[..n]);
-        for (f, r) in found.iter_mut().zip(&raw[..n]) {
-            *f = r.map(MegaflowRef::unpack).filter(|r| self.is_current(*r));
-        }
+        self.current_refs(&raw[..n], found);
     }
 
     /// Tier 2: the megaflow for `key`, probing the subtables of `view` in order.

@@ -94,6 +94,18 @@ struct Stage {
     pkts: [Option<Mbuf>; MAX_BURST],
 }
 
+impl Stage {
+    /// Packet `i`'s key hash. The single-mask lookup leaves hashes at 0 (not computed): only the
+    /// packets that go to the control core need one.
+    #[inline]
+    fn hash_of(&mut self, i: usize) -> u64 {
+        if self.hashes[i] == 0 {
+            self.hashes[i] = hash_key(&self.keys[i]);
+        }
+        self.hashes[i]
+    }
+}
+
 impl Pmd {
     /// PMD number `id` (its QSBR reader and counter slot) polling `rxqs`, transmitting through
     /// `tx` (one buffer per port, by port index), forwarding by `tables`, handing misses to the
@@ -219,10 +231,8 @@ impl Pmd {
             if s.found[i].is_none()
                 && let Some(pkt) = s.pkts[i].take()
             {
-                if s.hashes[i] == 0 {
-                    s.hashes[i] = hash_key(&s.keys[i]);
-                }
-                up.send(counters, pkt, port, &s.keys[i], s.layouts[i], s.hashes[i], now, &mut dropped);
+                let hash = s.hash_of(i);
+                up.send(counters, pkt, port, &s.keys[i], s.layouts[i], hash, now, &mut dropped);
             }
         }
         Self::execute_groups(s, n, port, *id, tables, tx, &mut up, counters, &mut dropped, now);
@@ -314,7 +324,7 @@ impl Pmd {
                 let Some(pkt) = s.pkts[j].take() else { continue };
                 if removed {
                     // Removed since the lookup (a rule changed): let the slow path decide again.
-                    let hash = if s.hashes[j] == 0 { hash_key(&s.keys[j]) } else { s.hashes[j] };
+                    let hash = s.hash_of(j);
                     up.send(counters, pkt, port, &s.keys[j], s.layouts[j], hash, now, dropped);
                     continue;
                 }
