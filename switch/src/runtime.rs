@@ -348,8 +348,10 @@ fn control_loop(
         } else {
             idle_passes = idle_passes.saturating_add(1);
             if idle_passes > 2000 {
-                let backoff = 1u64 << ((idle_passes - 2000) / 64).min(10);
-                std::thread::sleep(Duration::from_micros(backoff.min(1000)));
+                // At most 100 us: a miss storm starting while asleep must not overflow the
+                // upcall queues before the control core wakes.
+                let backoff = 1u64 << ((idle_passes - 2000) / 64).min(7);
+                std::thread::sleep(Duration::from_micros(backoff.min(100)));
             }
         }
         if last_housekeeping.elapsed() >= HOUSEKEEPING {

@@ -4,6 +4,7 @@
 //! forward, cannot overtake an earlier one still with the control core.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use ferrovs_config::flow::VLAN_CFI;
 
@@ -27,6 +28,8 @@ pub struct ControlCore {
     pub counters: PmdCounters,
     decisions: Vec<(Upcall, Decision)>,
     pending: Vec<Decision>,
+    /// Upcalls taken from each PMD's queue in the current pass.
+    taken: Vec<u64>,
     hz: u64,
 }
 
@@ -34,6 +37,7 @@ impl ControlCore {
     /// A control core running `slow` on the misses from `queues`, transmitting through `tx`
     /// (one buffer per port, by port index).
     pub fn new(slow: SlowPath, queues: Vec<Arc<PmdQueues>>, tx: Vec<TxBuffer>) -> Self {
+        let taken = vec![0; queues.len()];
         Self {
             slow,
             queues,
@@ -41,6 +45,7 @@ impl ControlCore {
             counters: PmdCounters::default(),
             decisions: Vec::with_capacity(UPCALL_BATCH),
             pending: Vec::with_capacity(UPCALL_BATCH),
+            taken,
             hz: crate::dpdk::tsc_hz(),
         }
     }
@@ -53,11 +58,12 @@ impl ControlCore {
     /// One pass: a batch of upcalls and the pending cache promotions. Returns the work done.
     pub fn poll(&mut self) -> usize {
         let now = rdtsc();
-        for q in &self.queues {
+        for (q, taken) in self.queues.iter().zip(&mut self.taken) {
             for _ in 0..UPCALL_BATCH {
                 let Some(u) = q.upcalls.pop() else { break };
                 let d = self.slow.decide(&u.key, u.hash, u.packet.len() as u64, now);
                 self.decisions.push((u, d));
+                *taken += 1;
             }
         }
         let upcalls = self.decisions.len();
@@ -70,6 +76,10 @@ impl ControlCore {
             }
             for buf in &mut self.tx {
                 buf.flush(&mut self.counters);
+            }
+            // Sent: the PMDs may now send these flows' later packets themselves.
+            for (q, taken) in self.queues.iter().zip(&mut self.taken) {
+                q.handled.fetch_add(std::mem::take(taken), Ordering::Release);
             }
             for d in self.pending.drain(..) {
                 self.slow.commit(d);

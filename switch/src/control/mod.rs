@@ -6,6 +6,8 @@
 mod core;
 pub mod slowpath;
 
+use std::sync::atomic::AtomicU64;
+
 use ferrovs_config::flow::FlowKey;
 
 pub use core::ControlCore;
@@ -51,6 +53,9 @@ pub struct PmdQueues {
     pub upcalls: crossbeam_queue::ArrayQueue<Upcall>,
     /// Cache promotion requests.
     pub promotions: crossbeam_queue::ArrayQueue<Promotion>,
+    /// Upcalls the control core has taken from `upcalls` and finished (sent, or dropped),
+    /// published after their packets were handed to the devices.
+    pub handled: AtomicU64,
 }
 
 impl Default for PmdQueues {
@@ -58,6 +63,7 @@ impl Default for PmdQueues {
         Self {
             upcalls: crossbeam_queue::ArrayQueue::new(UPCALL_QUEUE),
             promotions: crossbeam_queue::ArrayQueue::new(PROMOTION_QUEUE),
+            handled: AtomicU64::new(0),
         }
     }
 }

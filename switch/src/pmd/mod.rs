@@ -11,6 +11,7 @@
 
 pub mod exec;
 mod group;
+mod inflight;
 mod tx;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::ofproto::DpAction;
 use crate::packet::{Layout, PacketInfo, PortIdx, extract_to};
 use crate::stats::{DropReason, PmdCounters, PublishedCounters};
 use group::Groups;
+use inflight::InFlight;
 
 /// Loop passes between two housekeeping steps (publish counters, check for stop).
 const HOUSEKEEPING_EVERY: u64 = 64;
@@ -72,6 +74,7 @@ pub struct Pmd {
     view: SubtableView,
     queues: Arc<PmdQueues>,
     limiter: TokenBucket,
+    inflight: InFlight,
     burst_size: usize,
     shared: Arc<PmdShared>,
     counters: PmdCounters,
@@ -94,9 +97,15 @@ struct Stage {
     pkts: [Option<Mbuf>; MAX_BURST],
 }
 
+/// A flow's hash from the NIC's RSS hash of its 5-tuple: spread over 64 bits, port mixed in.
+#[inline(always)]
+fn rss_flow_hash(rss: u32, in_ofport: OfPort) -> u64 {
+    (u64::from(rss) ^ (u64::from(in_ofport) << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 impl Stage {
-    /// Packet `i`'s key hash. The single-mask lookup leaves hashes at 0 (not computed): only the
-    /// packets that go to the control core need one.
+    /// Packet `i`'s flow hash. The single-mask lookup leaves it at 0 (not computed) unless the
+    /// NIC gave one: only packets that go to the control core, or check for elders there, need it.
     #[inline]
     fn hash_of(&mut self, i: usize) -> u64 {
         if self.hashes[i] == 0 {
@@ -129,6 +138,7 @@ impl Pmd {
             view: SubtableView::default(),
             queues,
             limiter: TokenBucket::new(upcall_rate, crate::dpdk::tsc_hz()),
+            inflight: InFlight::default(),
             burst_size: burst_size.clamp(1, MAX_BURST),
             shared,
             counters: PmdCounters::default(),
@@ -190,10 +200,11 @@ impl Pmd {
     /// Forwards one received burst, stage by stage.
     #[inline]
     fn process(&mut self, burst: &mut Burst, port: PortIdx, in_ofport: OfPort) {
-        let Self { id, tx, tables, view, queues, limiter, counters, stage, .. } = self;
+        let Self { id, tx, tables, view, queues, limiter, inflight, counters, stage, .. } = self;
         let s: &mut Stage = stage;
         let tables: &FlowTables = tables;
-        let mut up = Upcaller { queues, limiter };
+        let handled = queues.handled.load(Ordering::Acquire);
+        let mut up = Upcaller { queues, limiter, inflight, handled };
         let n = burst.len();
         counters.rx_packets += n as u64;
         counters.batches += 1;
@@ -214,7 +225,10 @@ impl Pmd {
             // hold: a megaflow probe hashes a word or two and touches no per-flow state, so it
             // beats the exact cache; skip that tier.
             tables.megaflow_lookup_batch_in(only, &s.keys[..n], &mut s.masked[..n], &mut s.found[..n]);
-            s.hashes[..n].fill(0); // computed below for the misses only
+            // Key hashes are computed later for the few packets that need one (0: not yet).
+            for (h, pkt) in s.hashes.iter_mut().zip(burst.as_slice()) {
+                *h = pkt.rss_hash().map_or(0, |rss| rss_flow_hash(rss, in_ofport));
+            }
             counters.megaflow_hits += s.found[..n].iter().filter(|f| f.is_some()).count() as u64;
         } else {
             Self::lookup_tiered(s, burst, n, in_ofport, tables, view, &mut up, counters);
@@ -231,8 +245,7 @@ impl Pmd {
             if s.found[i].is_none()
                 && let Some(pkt) = s.pkts[i].take()
             {
-                let hash = s.hash_of(i);
-                up.send(counters, pkt, port, &s.keys[i], s.layouts[i], hash, now, &mut dropped);
+                up.send(counters, s, i, pkt, port, now, &mut dropped);
             }
         }
         Self::execute_groups(s, n, port, *id, tables, tx, &mut up, counters, &mut dropped, now);
@@ -254,8 +267,7 @@ impl Pmd {
     ) {
         for (i, pkt) in burst.as_slice().iter().enumerate() {
             let hash = match pkt.rss_hash() {
-                // The NIC hashed the 5-tuple; spread it over 64 bits and mix in the port.
-                Some(rss) => (u64::from(rss) ^ (u64::from(in_ofport) << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                Some(rss) => rss_flow_hash(rss, in_ofport),
                 None => hash_key(&s.keys[i]),
             };
             tables.prefetch_cache(hash);
@@ -300,6 +312,8 @@ impl Pmd {
     ) {
         // Execute once per megaflow: fetch and decode its actions, then run them on each packet.
         let groups = Groups::build(&s.found[..n]);
+        // Known once this burst's misses are queued: do hits have elders at the control core?
+        let backlog = up.backlog();
         let mut words = ActionWords { words: [0; ACTION_WORDS], len: 0 };
         for g in 0..groups.len() {
             let (mf, members) = groups.get(g);
@@ -324,8 +338,11 @@ impl Pmd {
                 let Some(pkt) = s.pkts[j].take() else { continue };
                 if removed {
                     // Removed since the lookup (a rule changed): let the slow path decide again.
-                    let hash = s.hash_of(j);
-                    up.send(counters, pkt, port, &s.keys[j], s.layouts[j], hash, now, dropped);
+                    up.send(counters, s, j, pkt, port, now, dropped);
+                    continue;
+                }
+                if backlog && drop.is_none() && up.must_follow(s, j) {
+                    up.enqueue(counters, s, j, pkt, port, dropped);
                     continue;
                 }
                 packets += 1;
@@ -356,24 +373,27 @@ impl Pmd {
     }
 }
 
-/// Hands misses to the control core.
+/// Hands packets to the control core.
 struct Upcaller<'a> {
     queues: &'a PmdQueues,
     limiter: &'a mut TokenBucket,
+    inflight: &'a mut InFlight,
+    /// The control core's `handled` count for this PMD, read once per burst.
+    handled: u64,
 }
 
 impl Upcaller<'_> {
-    /// Hands a packet to the control core, or drops it (rate limit, full queue), counted.
+    /// Hands packet `i` of the burst (a miss) to the control core, or drops it (rate limit, full
+    /// queue), counted.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn send(
         &mut self,
         counters: &mut PmdCounters,
+        s: &mut Stage,
+        i: usize,
         pkt: Mbuf,
         port: PortIdx,
-        key: &FlowKey,
-        layout: Layout,
-        hash: u64,
         now: u64,
         dropped: &mut Burst,
     ) {
@@ -382,8 +402,41 @@ impl Upcaller<'_> {
             let _ = dropped.push(pkt);
             return;
         }
-        match self.queues.upcalls.push(Upcall { port, key: *key, layout, hash, packet: pkt }) {
-            Ok(()) => counters.upcalls += 1,
+        self.enqueue(counters, s, i, pkt, port, dropped);
+    }
+
+    /// Whether any packet this PMD queued may still be at the control core; if not, no hit
+    /// needs [`must_follow`](Self::must_follow).
+    #[inline]
+    fn backlog(&self) -> bool {
+        self.inflight.backlog(self.handled)
+    }
+
+    /// Whether packet `i`, a hit, must queue behind a packet of its flow still at the control
+    /// core (see [`InFlight`]).
+    #[inline]
+    fn must_follow(&self, s: &mut Stage, i: usize) -> bool {
+        self.inflight.in_flight(s.hash_of(i), self.handled)
+    }
+
+    /// Queues packet `i` for the control core without the rate limit (it is no new flow, only
+    /// one that must keep its order), or drops it if the queue is full, counted.
+    #[inline]
+    fn enqueue(
+        &mut self,
+        counters: &mut PmdCounters,
+        s: &mut Stage,
+        i: usize,
+        pkt: Mbuf,
+        port: PortIdx,
+        dropped: &mut Burst,
+    ) {
+        let hash = s.hash_of(i);
+        match self.queues.upcalls.push(Upcall { port, key: s.keys[i], layout: s.layouts[i], hash, packet: pkt }) {
+            Ok(()) => {
+                counters.upcalls += 1;
+                self.inflight.record(hash, self.handled);
+            }
             Err(u) => {
                 counters.drops.add(DropReason::UpcallQueueFull, 1);
                 let _ = dropped.push(u.packet);

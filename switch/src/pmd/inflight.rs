@@ -1,0 +1,133 @@
+//! Which flows a PMD has packets of still waiting at the control core, so that it never sends a
+//! later packet of such a flow ahead of them.
+//!
+//! The race it closes: a packet misses and is queued to the control core; the control core sends
+//! it and installs its megaflow; but a second packet of the flow, looked up just before the
+//! install, was queued after the first batch was taken, and a third, looked up just after, hits
+//! the megaflow. Sent directly, the third would overtake the second. So while the control core has
+//! not handled everything this PMD queued, a hit whose flow has a packet in flight goes through
+//! the queue as well, behind its elders.
+//!
+//! Upcalls are numbered in the order the PMD queues them (1, 2, ...); the control core publishes
+//! how many of them it has handled (sent or dropped). A flow is in flight if it was queued with a
+//! number above that. The table maps flow hashes to their latest number, open-addressed with a
+//! bounded probe window; entries go stale on their own as the handled count passes them and are
+//! reused. If a window is full of live entries, the table stops telling flows apart until the
+//! control core catches up (every hit counts as in flight meanwhile): slower, never reordered.
+
+/// Slots: four times the most upcalls one PMD can have queued, so windows rarely fill.
+const SLOTS: usize = 4 * crate::control::UPCALL_QUEUE;
+/// Slots probed from a hash's home slot (two cache lines).
+const WINDOW: usize = 8;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    hash: u64,
+    /// Number of the flow's latest upcall; 0: never used.
+    seq: u64,
+}
+
+/// One PMD's record of its queued upcalls.
+pub struct InFlight {
+    slots: Box<[Slot]>,
+    /// Upcalls queued so far (the number of the latest).
+    queued: u64,
+    /// Until the control core has handled this many, every flow counts as in flight.
+    blind_until: u64,
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        Self { slots: vec![Slot::default(); SLOTS].into_boxed_slice(), queued: 0, blind_until: 0 }
+    }
+}
+
+impl InFlight {
+    /// Notes that a packet of the flow with `hash` was queued to the control core.
+    #[inline]
+    pub fn record(&mut self, hash: u64, handled: u64) {
+        self.queued += 1;
+        let seq = self.queued;
+        let home = home(hash);
+        for k in 0..WINDOW {
+            let s = &mut self.slots[(home + k) % SLOTS];
+            if s.seq <= handled || s.hash == hash {
+                *s = Slot { hash, seq };
+                return;
+            }
+        }
+        self.blind_until = seq;
+    }
+
+    /// Whether some upcall this PMD queued is not handled yet (`handled` as the control core last
+    /// published it). When not, no flow is in flight and the per-packet check can be skipped.
+    #[inline]
+    pub fn backlog(&self, handled: u64) -> bool {
+        handled < self.queued
+    }
+
+    /// Whether a packet of the flow with `hash` may still be waiting at the control core.
+    #[inline]
+    pub fn in_flight(&self, hash: u64, handled: u64) -> bool {
+        if handled < self.blind_until {
+            return true;
+        }
+        let home = home(hash);
+        (0..WINDOW).any(|k| {
+            let s = &self.slots[(home + k) % SLOTS];
+            s.hash == hash && s.seq > handled
+        })
+    }
+}
+
+#[inline(always)]
+fn home(hash: u64) -> usize {
+    // The high bits: the low ones already chose the flow's cache bucket.
+    (hash >> 40) as usize % SLOTS
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Queue(u64),
+        Handle(u64),
+    }
+
+    proptest! {
+        /// Against a model (every queued (hash, number) pair): a flow with a packet not yet
+        /// handled is always reported in flight; without overflow, exactly those are.
+        #[test]
+        fn never_misses_a_flow_in_flight(ops in proptest::collection::vec(prop_oneof![
+            // Few distinct hashes, some sharing a home slot, so windows fill and entries go stale.
+            (0u64..48).prop_map(|h| Op::Queue((h % 6) << 40 | h)),
+            (1u64..20).prop_map(Op::Handle),
+        ], 1..400)) {
+            let mut t = InFlight::default();
+            let mut model: Vec<(u64, u64)> = Vec::new();
+            let mut handled = 0u64;
+            for op in ops {
+                match op {
+                    Op::Queue(h) => {
+                        t.record(h, handled);
+                        model.push((h, t.queued));
+                    }
+                    Op::Handle(n) => handled = (handled + n).min(t.queued),
+                }
+                prop_assert_eq!(t.backlog(handled), model.iter().any(|&(_, s)| s > handled));
+                for h in (0u64..48).map(|h| (h % 6) << 40 | h) {
+                    let want = model.iter().any(|&(mh, s)| mh == h && s > handled);
+                    let got = t.in_flight(h, handled);
+                    prop_assert!(got || !want, "flow {h:#x} is in flight but was not reported");
+                    if handled >= t.blind_until {
+                        prop_assert_eq!(got, want);
+                    }
+                }
+            }
+        }
+    }
+}
