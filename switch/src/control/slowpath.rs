@@ -89,7 +89,7 @@ impl SlowPath {
     pub fn decide(&mut self, key: &FlowKey, hash: u64, bytes: u64, now_tsc: u64) -> Decision {
         self.counters.upcalls += 1;
         if let Some(existing) = self.writer.lookup(key) {
-            let rec = self.writer.records().find(|r| r.handle == existing).expect("a live megaflow has a record");
+            let rec = self.writer.record(existing.id).expect("a live megaflow has a record");
             for rule in &rec.rules {
                 rule.stats.credit(self.control_slot, 1, bytes, now_tsc);
             }

@@ -70,6 +70,8 @@ pub struct TablesWriter {
     subtable_gens: Vec<u16>,
     words: Vec<u64>,
     evict_cursor: usize,
+    /// Subtable slots in the rank order last published (the writer's own lookups use it too).
+    ranked: Vec<usize>,
 }
 
 impl TablesWriter {
@@ -113,6 +115,7 @@ impl TablesWriter {
             subtable_gens: vec![0; MAX_SUBTABLES],
             words: Vec::with_capacity(ACTION_WORDS),
             evict_cursor: 0,
+            ranked: Vec::new(),
         }
     }
 
@@ -154,9 +157,7 @@ impl TablesWriter {
 
     /// The installed megaflow that matches `key`, if any.
     pub fn lookup(&self, key: &FlowKey) -> Option<MegaflowRef> {
-        let mut ranked: Vec<&SubtableRec> = self.subtables.iter().flatten().collect();
-        ranked.sort_by_key(|s| std::cmp::Reverse(s.megaflows));
-        ranked.into_iter().find_map(|st| {
+        self.ranked.iter().filter_map(|&i| self.subtables[i].as_ref()).find_map(|st| {
             let (m, h) = Self::tagged(key, &st.mask, st.tag);
             self.megaflows.get(&m, h).map(MegaflowRef::unpack).filter(|r| self.tables.is_current(*r))
         })
@@ -215,7 +216,7 @@ impl TablesWriter {
     }
 
     /// Publishes the subtable list in rank order (most megaflows first).
-    fn publish_subtables(&self) {
+    fn publish_subtables(&mut self) {
         let mut ranked: Vec<(usize, usize)> =
             self.subtables.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i, s.megaflows))).collect();
         ranked.sort_by_key(|&(i, n)| (std::cmp::Reverse(n), i));
@@ -228,6 +229,7 @@ impl TablesWriter {
         }
         t.subtable_count.store(ranked.len() as u32, Ordering::Relaxed);
         t.subtables_seq.store(seq.wrapping_add(2), Ordering::Release);
+        self.ranked = ranked.into_iter().map(|(i, _)| i).collect();
     }
 
     /// Installs a megaflow: packets whose key agrees with `key` on the bits of `mask` get
