@@ -42,6 +42,7 @@ drop_reasons! {
     NoMbuf => "no_mbuf", "No free mbuf to copy the packet for one more output (counted per copy).";
     UpcallQueueFull => "upcall_queue_full", "A miss found the queue to the control core full.";
     UpcallRateLimited => "upcall_rate_limited", "A miss exceeded the PMD's upcall rate limit (`upcall_rate`).";
+    OrderHoldFull => "order_hold_full", "A packet that had to wait for older packets of its flow at the control core found the PMD's holding queue full.";
     TxQueueFull => "tx_queue_full", "The port's transmit queue stayed full after retries (counted per copy).";
 }
 

@@ -11,6 +11,7 @@
 
 pub mod exec;
 mod group;
+mod hold;
 mod inflight;
 mod tx;
 
@@ -31,6 +32,7 @@ use crate::ofproto::DpAction;
 use crate::packet::{Layout, PacketInfo, PortIdx, extract_to};
 use crate::stats::{DropReason, PmdCounters, PublishedCounters};
 use group::Groups;
+use hold::{Held, Hold};
 use inflight::InFlight;
 
 /// Loop passes between two housekeeping steps (publish counters, check for stop).
@@ -75,6 +77,7 @@ pub struct Pmd {
     queues: Arc<PmdQueues>,
     limiter: TokenBucket,
     inflight: InFlight,
+    held: Hold,
     burst_size: usize,
     shared: Arc<PmdShared>,
     counters: PmdCounters,
@@ -101,6 +104,68 @@ struct Stage {
 #[inline(always)]
 fn rss_flow_hash(rss: u32, in_ofport: OfPort) -> u64 {
     (u64::from(rss) ^ (u64::from(in_ofport) << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// A megaflow's actions, fetched and decoded once for a group of packets.
+struct MegaflowActions {
+    /// The megaflow was removed since the lookup.
+    removed: bool,
+    /// Its actions drop the packet, for this reason.
+    drop: Option<DropReason>,
+    actions: ArrayVec<DpAction, ACTION_WORDS>,
+    /// The common case, a single output: no rewriting, no copies.
+    single: Option<PortIdx>,
+}
+
+impl MegaflowActions {
+    #[inline(always)]
+    fn fetch(tables: &FlowTables, mf: MegaflowRef, words: &mut ActionWords) -> Self {
+        let removed = !tables.actions(mf, words);
+        let drop = drop_reason(words.as_slice());
+        let mut actions: ArrayVec<DpAction, ACTION_WORDS> = ArrayVec::new();
+        if !removed && drop.is_none() {
+            let mut at = 0;
+            while let Some((a, used)) = decode(&words.as_slice()[at..]) {
+                actions.push(a);
+                at += used;
+            }
+        }
+        let single = match actions.as_slice() {
+            [DpAction::Output(p)] => Some(*p),
+            _ => None,
+        };
+        Self { removed, drop, actions, single }
+    }
+
+    /// Runs the actions on `pkt` (of a megaflow still installed), counted.
+    #[inline(always)]
+    fn deliver(
+        &self,
+        pkt: Mbuf,
+        key: &FlowKey,
+        layout: Layout,
+        tx: &mut [TxBuffer],
+        counters: &mut PmdCounters,
+        dropped: &mut Burst,
+    ) {
+        if let Some(reason) = self.drop {
+            counters.drops.add(reason, 1);
+            let _ = dropped.push(pkt);
+            return;
+        }
+        counters.forwarded += 1;
+        if let Some(p) = self.single {
+            tx[p.index()].push(pkt, counters);
+            return;
+        }
+        let info = PacketInfo {
+            dl_type: key.dl_type(),
+            nw_proto: key.nw_proto(),
+            vlan: key.vlan_tci() & VLAN_CFI != 0,
+            layout,
+        };
+        exec::execute(pkt, info, &self.actions, tx, counters, dropped);
+    }
 }
 
 impl Stage {
@@ -139,6 +204,7 @@ impl Pmd {
             queues,
             limiter: TokenBucket::new(upcall_rate, crate::dpdk::tsc_hz()),
             inflight: InFlight::default(),
+            held: Hold::default(),
             burst_size: burst_size.clamp(1, MAX_BURST),
             shared,
             counters: PmdCounters::default(),
@@ -173,6 +239,9 @@ impl Pmd {
                 let (port, ofport) = (self.rxqs[q].port, self.rxqs[q].ofport);
                 self.process(&mut burst, port, ofport);
             }
+            if received == 0 && !self.held.is_empty() {
+                self.release_held_now(self.queues.handled.load(Ordering::Acquire));
+            }
             for buf in &mut self.tx {
                 buf.flush(&mut self.counters);
             }
@@ -192,19 +261,33 @@ impl Pmd {
                 }
             }
         }
+        // Whatever is still held leaves now: the control core no longer runs to send its elders.
+        self.release_held_now(u64::MAX);
+        for buf in &mut self.tx {
+            buf.flush(&mut self.counters);
+        }
         qsbr.offline(self.id);
         self.shared.counters.publish(&self.counters);
         self.counters
     }
 
+    /// Releases the held packets whose elders are among the `handled` upcalls (outside a burst).
+    fn release_held_now(&mut self, handled: u64) {
+        let Self { id, tx, tables, queues, limiter, inflight, held, counters, .. } = self;
+        let mut up = Upcaller { queues, limiter, inflight, handled };
+        Self::release_held(held, *id, tables, tx, &mut up, counters);
+    }
+
     /// Forwards one received burst, stage by stage.
     #[inline]
     fn process(&mut self, burst: &mut Burst, port: PortIdx, in_ofport: OfPort) {
-        let Self { id, tx, tables, view, queues, limiter, inflight, counters, stage, .. } = self;
+        let Self { id, tx, tables, view, queues, limiter, inflight, held, counters, stage, .. } = self;
         let s: &mut Stage = stage;
         let tables: &FlowTables = tables;
         let handled = queues.handled.load(Ordering::Acquire);
         let mut up = Upcaller { queues, limiter, inflight, handled };
+        // Held packets whose elders have left go first, with the same `handled` this burst sees.
+        Self::release_held(held, *id, tables, tx, &mut up, counters);
         let n = burst.len();
         counters.rx_packets += n as u64;
         counters.batches += 1;
@@ -245,10 +328,11 @@ impl Pmd {
             if s.found[i].is_none()
                 && let Some(pkt) = s.pkts[i].take()
             {
-                up.send(counters, s, i, pkt, port, now, &mut dropped);
+                let hash = s.hash_of(i);
+                up.send(counters, pkt, port, &s.keys[i], s.layouts[i], hash, now, &mut dropped);
             }
         }
-        Self::execute_groups(s, n, port, *id, tables, tx, &mut up, counters, &mut dropped, now);
+        Self::execute_groups(s, n, port, *id, tables, tx, &mut up, held, counters, &mut dropped, now);
     }
 
     /// Tiers 1 and 2: hash every key, look the batch up in the exact cache, then the misses in
@@ -295,7 +379,8 @@ impl Pmd {
     }
 
     /// Executes the actions once per megaflow group; packets whose megaflow was removed since
-    /// the lookup go to the control core.
+    /// the lookup go to the control core, and packets whose flow still has older packets there
+    /// are held until those have left.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn execute_groups(
@@ -306,70 +391,76 @@ impl Pmd {
         tables: &FlowTables,
         tx: &mut [TxBuffer],
         up: &mut Upcaller<'_>,
+        held: &mut Hold,
         counters: &mut PmdCounters,
         dropped: &mut Burst,
         now: u64,
     ) {
-        // Execute once per megaflow: fetch and decode its actions, then run them on each packet.
         let groups = Groups::build(&s.found[..n]);
-        // Known once this burst's misses are queued: do hits have elders at the control core?
+        // Known once this burst's misses are queued: may hits have elders at the control core?
         let backlog = up.backlog();
         let mut words = ActionWords { words: [0; ACTION_WORDS], len: 0 };
         for g in 0..groups.len() {
             let (mf, members) = groups.get(g);
-            let removed = !tables.actions(mf, &mut words);
+            let a = MegaflowActions::fetch(tables, mf, &mut words);
             let (mut packets, mut bytes) = (0u64, 0u64);
-            let mut actions: ArrayVec<DpAction, ACTION_WORDS> = ArrayVec::new();
-            let drop = drop_reason(words.as_slice());
-            if !removed && drop.is_none() {
-                let mut at = 0;
-                while let Some((a, used)) = decode(&words.as_slice()[at..]) {
-                    actions.push(a);
-                    at += used;
-                }
-            }
-            // The common case, a single output: no rewriting, no copies.
-            let single = match actions.as_slice() {
-                [DpAction::Output(p)] => Some(*p),
-                _ => None,
-            };
             for &j in members {
                 let j = usize::from(j);
                 let Some(pkt) = s.pkts[j].take() else { continue };
-                if removed {
+                if a.removed {
                     // Removed since the lookup (a rule changed): let the slow path decide again.
-                    up.send(counters, s, j, pkt, port, now, dropped);
+                    let hash = s.hash_of(j);
+                    up.send(counters, pkt, port, &s.keys[j], s.layouts[j], hash, now, dropped);
                     continue;
                 }
-                if backlog && drop.is_none() && up.must_follow(s, j) {
-                    up.enqueue(counters, s, j, pkt, port, dropped);
-                    continue;
+                if backlog && a.drop.is_none() {
+                    let hash = s.hash_of(j);
+                    if let Some(release) = up.wait_for(hash) {
+                        let (key, layout) = (s.keys[j], s.layouts[j]);
+                        let h = Held { pkt, port, key, layout, hash, megaflow: mf, release };
+                        if let Err(pkt) = held.push(h) {
+                            counters.drops.add(DropReason::OrderHoldFull, 1);
+                            let _ = dropped.push(pkt);
+                        }
+                        continue;
+                    }
                 }
                 packets += 1;
                 bytes += pkt.len() as u64;
-                if let Some(reason) = drop {
-                    counters.drops.add(reason, 1);
-                    let _ = dropped.push(pkt);
-                    continue;
-                }
-                counters.forwarded += 1;
-                if let Some(p) = single {
-                    tx[p.index()].push(pkt, counters);
-                    continue;
-                }
-                let key = &s.keys[j];
-                let info = PacketInfo {
-                    dl_type: key.dl_type(),
-                    nw_proto: key.nw_proto(),
-                    vlan: key.vlan_tci() & VLAN_CFI != 0,
-                    layout: s.layouts[j],
-                };
-                exec::execute(pkt, info, &actions, tx, counters, dropped);
+                a.deliver(pkt, &s.keys[j], s.layouts[j], tx, counters, dropped);
             }
             if packets > 0 {
                 tables.credit(id, mf.id, packets, bytes, now);
             }
         }
+    }
+
+    /// Sends the held packets whose elders the control core has handled (`up.handled`), before
+    /// anything newer of their flows.
+    #[inline]
+    fn release_held(
+        held: &mut Hold,
+        id: usize,
+        tables: &FlowTables,
+        tx: &mut [TxBuffer],
+        up: &mut Upcaller<'_>,
+        counters: &mut PmdCounters,
+    ) {
+        if held.is_empty() {
+            return;
+        }
+        let mut dropped = Burst::new();
+        let mut words = ActionWords { words: [0; ACTION_WORDS], len: 0 };
+        let now = rdtsc();
+        held.release(up.handled, |h| {
+            let a = MegaflowActions::fetch(tables, h.megaflow, &mut words);
+            if a.removed {
+                up.send(counters, h.pkt, h.port, &h.key, h.layout, h.hash, now, &mut dropped);
+                return;
+            }
+            tables.credit(id, h.megaflow.id, 1, h.pkt.len() as u64, now);
+            a.deliver(h.pkt, &h.key, h.layout, tx, counters, &mut dropped);
+        });
     }
 }
 
@@ -383,17 +474,18 @@ struct Upcaller<'a> {
 }
 
 impl Upcaller<'_> {
-    /// Hands packet `i` of the burst (a miss) to the control core, or drops it (rate limit, full
-    /// queue), counted.
+    /// Hands a miss (or a packet whose megaflow was removed) to the control core, or drops it
+    /// (rate limit, full queue), counted.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn send(
         &mut self,
         counters: &mut PmdCounters,
-        s: &mut Stage,
-        i: usize,
         pkt: Mbuf,
         port: PortIdx,
+        key: &FlowKey,
+        layout: Layout,
+        hash: u64,
         now: u64,
         dropped: &mut Burst,
     ) {
@@ -402,37 +494,7 @@ impl Upcaller<'_> {
             let _ = dropped.push(pkt);
             return;
         }
-        self.enqueue(counters, s, i, pkt, port, dropped);
-    }
-
-    /// Whether any packet this PMD queued may still be at the control core; if not, no hit
-    /// needs [`must_follow`](Self::must_follow).
-    #[inline]
-    fn backlog(&self) -> bool {
-        self.inflight.backlog(self.handled)
-    }
-
-    /// Whether packet `i`, a hit, must queue behind a packet of its flow still at the control
-    /// core (see [`InFlight`]).
-    #[inline]
-    fn must_follow(&self, s: &mut Stage, i: usize) -> bool {
-        self.inflight.in_flight(s.hash_of(i), self.handled)
-    }
-
-    /// Queues packet `i` for the control core without the rate limit (it is no new flow, only
-    /// one that must keep its order), or drops it if the queue is full, counted.
-    #[inline]
-    fn enqueue(
-        &mut self,
-        counters: &mut PmdCounters,
-        s: &mut Stage,
-        i: usize,
-        pkt: Mbuf,
-        port: PortIdx,
-        dropped: &mut Burst,
-    ) {
-        let hash = s.hash_of(i);
-        match self.queues.upcalls.push(Upcall { port, key: s.keys[i], layout: s.layouts[i], hash, packet: pkt }) {
+        match self.queues.upcalls.push(Upcall { port, key: *key, layout, hash, packet: pkt }) {
             Ok(()) => {
                 counters.upcalls += 1;
                 self.inflight.record(hash, self.handled);
@@ -442,5 +504,19 @@ impl Upcaller<'_> {
                 let _ = dropped.push(u.packet);
             }
         }
+    }
+
+    /// Whether any packet this PMD queued may still be at the control core; if not, no hit
+    /// needs [`wait_for`](Self::wait_for).
+    #[inline]
+    fn backlog(&self) -> bool {
+        self.inflight.backlog(self.handled)
+    }
+
+    /// If the flow with `hash` has a packet still at the control core: how many upcalls must be
+    /// handled before its next packet may leave (see [`InFlight`]).
+    #[inline]
+    fn wait_for(&self, hash: u64) -> Option<u64> {
+        self.inflight.wait_for(hash, self.handled)
     }
 }
