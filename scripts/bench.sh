@@ -5,6 +5,13 @@
 #
 #   scripts/bench.sh [--reps N] [--warmup S] [--secs S] [--flows "1 1000 100000 200000 1000000"]
 #                    [--rules "A C"] [--only "ferrovs ovs testpmd"] [--out DIR] [--no-setup]
+#   scripts/bench.sh --setup [--setup-flows N] [--reps N] [--out DIR] [--no-setup]
+#
+# --setup measures flow setup instead: a miss storm of N new flows (each its own source MAC, and a
+# rule on dl_src, so every flow needs its own megaflow) on one port, replayed until installed,
+# while a second port carries one established flow through the same PMD. It reports megaflows
+# installed per second during the storm, and the established flow's rate during the storm
+# against a run whose first port carries established traffic too.
 #
 # Source: net_pcap (rx_pcap, infinite_rx=1) of N UDP flows, one 64-byte packet per flow, with
 # destinations spread (ferrovs gen-pcap --spread). Sink: net_null (no-rx=1).
@@ -23,8 +30,12 @@ rulesets="A C"
 only="ferrovs ovs testpmd"
 out=${TMPDIR:-/tmp}/ferrovs-bench
 setup=1
+mode=forwarding
+setup_flows=1000000
 while [ $# -gt 0 ]; do
   case $1 in
+    --setup) mode=setup; shift ;;
+    --setup-flows) setup_flows=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
     --secs) secs=$2; shift 2 ;;
@@ -33,7 +44,7 @@ while [ $# -gt 0 ]; do
     --only) only=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --no-setup) setup=0; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -210,6 +221,72 @@ v = [float(x) for x in sys.stdin.read().split()][2 + $warmup:][:$secs]
 print(f'{statistics.mean(v) / 1e6:.3f}' if v else '')")
   record testpmd io "$n" "$rep" "$mpps" "" ""
 }
+
+# --- flow setup -----------------------------------------------------------------------------------
+run_setup() { # storm|baseline rep -> "setups/s,established Mpps"
+  local kind=$1 rep=$2 dir=$out/logs/setup_${1}_r$2
+  mkdir -p "$dir"
+  local storm=$out/pcap/storm_$setup_flows.pcap one=$out/pcap/udp_1.pcap
+  [ -f "$storm" ] || "$ferrovs" gen-pcap --flows "$setup_flows" --mac-per-flow -o "$storm" 2>/dev/null
+  [ -f "$one" ] || "$ferrovs" gen-pcap --flows 1 -o "$one" 2>/dev/null
+  local first=$one
+  [ "$kind" = storm ] && first=$storm
+  cat > "$dir/ferrovs.toml" <<EOF
+[eal]
+args = ["--no-pci", "--in-memory", "--file-prefix=ferrovs-bench", "--log-level=lib.eal:warning"]
+[datapath]
+pmd_cores = [1]
+control_core = 0
+flow_cache_size = $((4 * setup_flows))
+max_megaflows = $((2 * setup_flows))
+[[port]]
+name = "p0"
+devargs = "net_pcap0,rx_pcap=$first,infinite_rx=1"
+[[port]]
+name = "p1"
+devargs = "net_null0,no-rx=1"
+[[port]]
+name = "p2"
+devargs = "net_pcap1,rx_pcap=$one,infinite_rx=1"
+[[port]]
+name = "p3"
+devargs = "net_null1,no-rx=1"
+[flows]
+rules = [
+  "priority=20,dl_src=02:00:00:00:00:09,actions=drop",
+  "priority=10,in_port=1,actions=output:2",
+  "priority=10,in_port=3,actions=output:4",
+]
+EOF
+  # The window starts once the ports are up and ends well before a million flows are installed.
+  RUST_LOG=warn "$ferrovs" run --config "$dir/ferrovs.toml" --warmup 0.3 --duration 0.8 \
+    --stats-json "$dir/stats.json" > "$dir/stdout.log" 2> "$dir/stderr.log" || { echo ","; return; }
+  python3 - "$dir/stats.json" <<'EOF'
+import json, sys
+w = json.load(open(sys.argv[1]))["window"]
+p3 = next(p for p in w["ports"] if p["name"] == "p3")
+print(f"{w['megaflows_per_sec']:.0f},{p3['tx_mpps']:.3f}")
+EOF
+}
+
+if [ "$mode" = setup ]; then
+  echo "kind,rep,megaflows_per_sec,established_mpps" > "$out/setup.csv"
+  for rep in $(seq 1 "$reps"); do
+    for kind in baseline storm; do
+      say "rep $rep: flow setup, $kind"
+      echo "$kind,$rep,$(run_setup "$kind" "$rep")" >> "$out/setup.csv"
+    done
+  done
+  python3 - "$out/setup.csv" <<'EOF' | tee "$out/setup-summary.txt"
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+med = lambda kind, k: statistics.median(float(r[k]) for r in rows if r["kind"] == kind and r[k])
+setup, during, before = med("storm", "megaflows_per_sec"), med("storm", "established_mpps"), med("baseline", "established_mpps")
+print(f"flow setup during the storm: {setup:,.0f} megaflows/s (median of reps)")
+print(f"established flow: {during:.2f} Mpps during the storm, {before:.2f} Mpps without ({during / before:.0%})")
+EOF
+  exit 0
+fi
 
 for rep in $(seq 1 "$reps"); do
   for n in $flows_list; do

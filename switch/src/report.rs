@@ -174,8 +174,28 @@ pub struct Window {
     pub secs: f64,
     /// Per PMD, counted in the window only.
     pub pmds: Vec<CountersReport>,
+    /// The control core in the window (`rx_packets`: upcalls handled; `busy_cycles`: cycles
+    /// spent handling them).
+    pub control: CountersReport,
+    /// Megaflows the control core installed in the window.
+    pub megaflows_installed: u64,
+    /// The same, per second: the flow-setup rate while new flows keep coming.
+    pub megaflows_per_sec: f64,
+    /// Per port, in config order.
+    pub ports: Vec<PortWindow>,
     /// Sums and rates in the window.
     pub totals: Totals,
+}
+
+/// One port's rates in the window.
+#[derive(Debug, Clone, Serialize)]
+pub struct PortWindow {
+    /// Name from the config.
+    pub name: String,
+    /// Received, millions of packets per second.
+    pub rx_mpps: f64,
+    /// Transmitted, millions of packets per second.
+    pub tx_mpps: f64,
 }
 
 /// The mempool at exit.
@@ -305,7 +325,7 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "window: {:.2} s after {:.2} s warm-up: rx {:.3} Mpps, forwarded {:.3} Mpps, {:.1} cycles/packet, \
-                 cache hits {}, megaflow hits {}, upcalls {}, dropped {}",
+                 cache hits {}, megaflow hits {}, upcalls {}, dropped {}; {} megaflows installed ({:.0}/s)",
                 w.secs,
                 w.warmup_secs,
                 w.totals.rx_mpps,
@@ -314,8 +334,13 @@ impl fmt::Display for Report {
                 c.cache_hits,
                 c.megaflow_hits,
                 c.upcalls,
-                c.dropped_packets
+                c.dropped_packets,
+                w.megaflows_installed,
+                w.megaflows_per_sec
             )?;
+            for p in &w.ports {
+                writeln!(f, "window: port {}: rx {:.3} Mpps, tx {:.3} Mpps", p.name, p.rx_mpps, p.tx_mpps)?;
+            }
         }
         write!(f, "mempool: {} of {} mbufs in use at exit", self.mempool.in_use, self.mempool.capacity)
     }

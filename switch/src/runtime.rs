@@ -23,7 +23,8 @@ use crate::ofproto::{Ofproto, PortTable};
 use crate::packet::PortIdx;
 use crate::pmd::{Pmd, PmdShared, PolledRxq, TxBuffer};
 use crate::report::{
-    CountersReport, FastPathReport, FlowReport, MempoolReport, PmdReport, PortReport, Report, Totals, Window,
+    CountersReport, FastPathReport, FlowReport, MempoolReport, PmdReport, PortReport, PortWindow, Report, Totals,
+    Window,
 };
 use crate::stats::PmdCounters;
 
@@ -79,31 +80,52 @@ pub struct RunOptions {
     pub warmup: Option<Duration>,
 }
 
-/// Counters at one instant, as the PMDs last published them.
+/// Counters at one instant: the PMDs' as they last published them, the control core's, and the
+/// ports' packet counts.
 struct Snapshot {
     at: Instant,
     pmds: Vec<PmdCounters>,
     control: PmdCounters,
+    megaflows_installed: u64,
+    ports: Vec<(u64, u64)>,
 }
 
 impl Snapshot {
-    fn take(jobs: &[(LcoreJob<PmdCounters>, Arc<PmdShared>)], control: &ControlCore) -> Self {
+    fn take(jobs: &[(LcoreJob<PmdCounters>, Arc<PmdShared>)], control: &ControlCore, ports: &[SwitchPort]) -> Self {
         Self {
             at: Instant::now(),
             pmds: jobs.iter().map(|(_, s)| s.counters.read()).collect(),
             control: control.counters,
+            megaflows_installed: control.slow_path().counters.megaflows_installed,
+            ports: ports.iter().map(|sp| sp.port.stats().map_or((0, 0), |s| (s.rx_packets, s.tx_packets))).collect(),
         }
     }
 
     /// The window from `start` to this snapshot.
-    fn window_since(&self, start: &Snapshot, warmup: Duration) -> Window {
+    fn window_since(&self, start: &Snapshot, warmup: Duration, config: &Config) -> Window {
         let secs = self.at.duration_since(start.at).as_secs_f64();
         let pmds: Vec<PmdCounters> = self.pmds.iter().zip(&start.pmds).map(|(now, then)| now.since(then)).collect();
         let control = self.control.since(&start.control);
+        let mpps = |n: u64| n as f64 / secs.max(f64::MIN_POSITIVE) / 1e6;
+        let ports = config
+            .ports
+            .iter()
+            .zip(self.ports.iter().zip(&start.ports))
+            .map(|(pc, (now, then))| PortWindow {
+                name: pc.name.clone(),
+                rx_mpps: mpps(now.0.saturating_sub(then.0)),
+                tx_mpps: mpps(now.1.saturating_sub(then.1)),
+            })
+            .collect();
+        let installed = self.megaflows_installed.saturating_sub(start.megaflows_installed);
         Window {
             warmup_secs: warmup.as_secs_f64(),
             secs,
             pmds: pmds.iter().map(CountersReport::from).collect(),
+            control: (&control).into(),
+            megaflows_installed: installed,
+            megaflows_per_sec: installed as f64 / secs.max(f64::MIN_POSITIVE),
+            ports,
             totals: Totals::sum(&pmds, &control, secs),
         }
     }
@@ -198,7 +220,7 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
     }
     log::info!("forwarding with {npmds} PMD(s) on cores {:?}", dp.pmd_cores);
 
-    let window = control_loop(opts, stop, started, &jobs, &mut control);
+    let window = control_loop(config, opts, stop, started, &jobs, &mut control, &ports);
 
     for (_, shared) in &jobs {
         shared.request_stop();
@@ -329,16 +351,18 @@ fn build_pmds(
 /// off from spinning to short sleeps, so it costs nothing on a quiet switch. Returns the counters
 /// of the window after `opts.warmup`, if it asked for one and the run outlasted it.
 fn control_loop(
+    config: &Config,
     opts: &RunOptions,
     stop: &AtomicBool,
     started: Instant,
     jobs: &[(LcoreJob<PmdCounters>, Arc<PmdShared>)],
     control: &mut ControlCore,
+    ports: &[SwitchPort],
 ) -> Option<Window> {
     let mut window_start: Option<Snapshot> = None;
     let window_end = |start: &Option<Snapshot>, control: &ControlCore| {
         let (start, warmup) = (start.as_ref()?, opts.warmup?);
-        Some(Snapshot::take(jobs, control).window_since(start, warmup))
+        Some(Snapshot::take(jobs, control, ports).window_since(start, warmup, config))
     };
     let (mut last_tick, mut last_housekeeping, mut last_log) = (Instant::now(), Instant::now(), Instant::now());
     let mut idle_passes = 0u32;
@@ -370,7 +394,7 @@ fn control_loop(
             return window_end(&window_start, control);
         }
         if window_start.is_none() && opts.warmup.is_some_and(|w| started.elapsed() >= w) {
-            window_start = Some(Snapshot::take(jobs, control));
+            window_start = Some(Snapshot::take(jobs, control, ports));
         }
         let pmds: Vec<PmdCounters> = jobs.iter().map(|(_, s)| s.counters.read()).collect();
         let rx: u64 = pmds.iter().map(|c| c.rx_packets).sum();

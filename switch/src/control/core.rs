@@ -84,6 +84,7 @@ impl ControlCore {
             for d in self.pending.drain(..) {
                 self.slow.commit(d);
             }
+            self.counters.busy_cycles += rdtsc().saturating_sub(now);
         }
         let mut promotions = 0;
         for q in &self.queues {

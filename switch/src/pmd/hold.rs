@@ -1,6 +1,7 @@
 //! Packets a PMD holds back until older packets of their flow, queued to the control core, have
 //! been sent (see [`super::inflight`]). Usually empty: a flow is held only in the moment between
-//! its first packets' upcall and their transmission by the control core.
+//! its first packets' upcall and their transmission by the control core. A held flow is noted in
+//! the in-flight table too, so its next packets are held behind it, not sent ahead.
 
 use std::collections::VecDeque;
 
@@ -43,14 +44,19 @@ impl Default for Hold {
 }
 
 impl Hold {
-    /// Holds `h`, or gives its packet back if the hold is full.
+    /// Holds `h` until its release, or later: packets leave in arrival order, so none waits for
+    /// less than the one before it. Returns the release it got, or the packet if the hold is full.
     #[inline]
-    pub fn push(&mut self, h: Held) -> Result<(), Mbuf> {
+    pub fn push(&mut self, mut h: Held) -> Result<u64, Mbuf> {
         if self.queue.len() >= HOLD_CAPACITY {
             return Err(h.pkt);
         }
+        if let Some(last) = self.queue.back() {
+            h.release = h.release.max(last.release);
+        }
+        let release = h.release;
         self.queue.push_back(h);
-        Ok(())
+        Ok(release)
     }
 
     /// Whether nothing is held.
@@ -59,17 +65,13 @@ impl Hold {
         self.queue.is_empty()
     }
 
-    /// Takes, in arrival order, every packet whose elders have been handled (`handled` upcalls),
-    /// passing each to `release`; the others stay, in order. Packets of one flow are released in
-    /// their order: a later one never needs fewer upcalls handled than an earlier one.
+    /// Takes, in arrival order, the packets whose elders have been handled (`handled` upcalls),
+    /// passing each to `release`. Releases never decrease along the queue, so this stops at the
+    /// first packet that must still wait: the cost is what leaves, not what stays.
+    #[inline]
     pub fn release(&mut self, handled: u64, mut release: impl FnMut(Held)) {
-        for _ in 0..self.queue.len() {
-            let h = self.queue.pop_front().expect("counted");
-            if h.release <= handled {
-                release(h);
-            } else {
-                self.queue.push_back(h);
-            }
+        while self.queue.front().is_some_and(|h| h.release <= handled) {
+            release(self.queue.pop_front().expect("just seen"));
         }
     }
 }

@@ -15,8 +15,9 @@
 //! reused. If a window is full of live entries, the table stops telling flows apart until the
 //! control core catches up (every hit counts as in flight meanwhile): slower, never reordered.
 
-/// Slots: four times the most upcalls one PMD can have queued, so windows rarely fill.
-const SLOTS: usize = 4 * crate::control::UPCALL_QUEUE;
+/// Slots: eight times the most upcalls one PMD can have queued, so that a window full of live
+/// entries (8 of them, at most 1 in 8 live) practically never happens, even in a miss storm.
+const SLOTS: usize = 8 * crate::control::UPCALL_QUEUE;
 /// Slots probed from a hash's home slot (two cache lines).
 const WINDOW: usize = 8;
 
@@ -47,16 +48,35 @@ impl InFlight {
     #[inline]
     pub fn record(&mut self, hash: u64, handled: u64) {
         self.queued += 1;
-        let seq = self.queued;
+        self.mark(hash, self.queued, handled);
+    }
+
+    /// Notes that the flow with `hash` has a packet held until `release` upcalls are handled:
+    /// its later packets must wait as long.
+    #[inline]
+    pub fn note_held(&mut self, hash: u64, release: u64, handled: u64) {
+        self.mark(hash, release, handled);
+    }
+
+    /// The flow with `hash` may not send before `seq` upcalls are handled.
+    #[inline]
+    fn mark(&mut self, hash: u64, seq: u64, handled: u64) {
         let home = home(hash);
         for k in 0..WINDOW {
             let s = &mut self.slots[(home + k) % SLOTS];
-            if s.seq <= handled || s.hash == hash {
+            if s.hash == hash && s.seq > handled {
+                s.seq = s.seq.max(seq);
+                return;
+            }
+        }
+        for k in 0..WINDOW {
+            let s = &mut self.slots[(home + k) % SLOTS];
+            if s.seq <= handled {
                 *s = Slot { hash, seq };
                 return;
             }
         }
-        self.blind_until = seq;
+        self.blind_until = self.blind_until.max(seq);
     }
 
     /// Whether some upcall this PMD queued is not handled yet (`handled` as the control core last
@@ -97,6 +117,7 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Op {
         Queue(u64),
+        Hold(u64),
         Handle(u64),
     }
 
@@ -107,6 +128,7 @@ mod tests {
         fn never_misses_a_flow_in_flight(ops in proptest::collection::vec(prop_oneof![
             // Few distinct hashes, some sharing a home slot, so windows fill and entries go stale.
             (0u64..48).prop_map(|h| Op::Queue((h % 6) << 40 | h)),
+            (0u64..48).prop_map(|h| Op::Hold((h % 6) << 40 | h)),
             (1u64..20).prop_map(Op::Handle),
         ], 1..400)) {
             let mut t = InFlight::default();
@@ -118,6 +140,12 @@ mod tests {
                         t.record(h, handled);
                         model.push((h, t.queued));
                     }
+                    // A held packet waits for everything queued so far (the most it can).
+                    Op::Hold(h) if t.queued > handled => {
+                        t.note_held(h, t.queued, handled);
+                        model.push((h, t.queued));
+                    }
+                    Op::Hold(_) => {}
                     Op::Handle(n) => handled = (handled + n).min(t.queued),
                 }
                 prop_assert_eq!(t.backlog(handled), model.iter().any(|&(_, s)| s > handled));

@@ -418,9 +418,12 @@ impl Pmd {
                     if let Some(release) = up.wait_for(hash) {
                         let (key, layout) = (s.keys[j], s.layouts[j]);
                         let h = Held { pkt, port, key, layout, hash, megaflow: mf, release };
-                        if let Err(pkt) = held.push(h) {
-                            counters.drops.add(DropReason::OrderHoldFull, 1);
-                            let _ = dropped.push(pkt);
+                        match held.push(h) {
+                            Ok(release) => up.inflight.note_held(hash, release, up.handled),
+                            Err(pkt) => {
+                                counters.drops.add(DropReason::OrderHoldFull, 1);
+                                let _ = dropped.push(pkt);
+                            }
                         }
                         continue;
                     }
