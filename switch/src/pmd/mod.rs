@@ -497,6 +497,12 @@ impl Upcaller<'_> {
             let _ = dropped.push(pkt);
             return;
         }
+        // In a miss storm the queue is mostly full: say so before copying the key in and out.
+        if self.queues.upcalls.is_full() {
+            counters.drops.add(DropReason::UpcallQueueFull, 1);
+            let _ = dropped.push(pkt);
+            return;
+        }
         match self.queues.upcalls.push(Upcall { port, key: *key, layout, hash, packet: pkt }) {
             Ok(()) => {
                 counters.upcalls += 1;
