@@ -26,6 +26,7 @@ pub struct ControlCore {
     tx: Vec<TxBuffer>,
     /// Packets it received (upcalls), forwarded, transmitted and dropped.
     pub counters: PmdCounters,
+    incoming: Vec<Upcall>,
     decisions: Vec<(Upcall, Decision)>,
     pending: Vec<Decision>,
     /// Upcalls taken from each PMD's queue in the current pass.
@@ -43,6 +44,7 @@ impl ControlCore {
             queues,
             tx,
             counters: PmdCounters::default(),
+            incoming: Vec::with_capacity(UPCALL_BATCH * taken.len()),
             decisions: Vec::with_capacity(UPCALL_BATCH),
             pending: Vec::with_capacity(UPCALL_BATCH),
             taken,
@@ -61,10 +63,15 @@ impl ControlCore {
         for (q, taken) in self.queues.iter().zip(&mut self.taken) {
             for _ in 0..UPCALL_BATCH {
                 let Some(u) = q.upcalls.pop() else { break };
-                let d = self.slow.decide(&u.key, u.hash, u.packet.len() as u64, now);
-                self.decisions.push((u, d));
+                // Each upcall ends in a flow cache insert: start loading its buckets now.
+                self.slow.writer().tables().prefetch_cache(u.hash);
+                self.incoming.push(u);
                 *taken += 1;
             }
+        }
+        for u in self.incoming.drain(..) {
+            let d = self.slow.decide(&u.key, u.hash, u.packet.len() as u64, now);
+            self.decisions.push((u, d));
         }
         let upcalls = self.decisions.len();
         if upcalls > 0 {
