@@ -318,6 +318,12 @@ impl CuckooWriter {
         self.len == 0
     }
 
+    /// Hints the CPU to load the buckets `hash` may live in.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        self.map.prefetch(hash);
+    }
+
     /// The value stored for `key` (writer-side lookup; no retries needed).
     pub fn get(&self, key: &FlowKey, hash: u64) -> Option<u64> {
         self.find(key, hash).map(|(_, _, i)| self.map.entries[i].value.load(Ordering::Relaxed))

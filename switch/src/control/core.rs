@@ -63,8 +63,9 @@ impl ControlCore {
         for (q, taken) in self.queues.iter().zip(&mut self.taken) {
             for _ in 0..UPCALL_BATCH {
                 let Some(u) = q.upcalls.pop() else { break };
-                // Each upcall ends in a flow cache insert: start loading its buckets now.
-                self.slow.writer().tables().prefetch_cache(u.hash);
+                // Each upcall probes the megaflow table and ends in a flow cache insert: start
+                // loading those buckets now, while the rest of the batch is taken.
+                self.slow.writer().prefetch_for(&u.key, u.hash);
                 self.incoming.push(u);
                 *taken += 1;
             }

@@ -155,6 +155,16 @@ impl TablesWriter {
         (m, hash_key(&m))
     }
 
+    /// Hints the CPU to load what [`lookup`](Self::lookup) of `key` and a later cache insert
+    /// of it (whose hash is `hash`) will read: do it for a batch of keys first.
+    pub fn prefetch_for(&self, key: &FlowKey, hash: u64) {
+        self.cache.prefetch(hash);
+        // The top-ranked subtables only: with many, hashing for all would cost more than it saves.
+        for st in self.ranked.iter().take(4).filter_map(|&i| self.subtables[i].as_ref()) {
+            self.megaflows.prefetch(Self::tagged(key, &st.mask, st.tag).1);
+        }
+    }
+
     /// The installed megaflow that matches `key`, if any.
     pub fn lookup(&self, key: &FlowKey) -> Option<MegaflowRef> {
         self.ranked.iter().filter_map(|&i| self.subtables[i].as_ref()).find_map(|st| {
