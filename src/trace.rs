@@ -14,7 +14,8 @@ use etherparse::{
 };
 use ferrovs_config::Config;
 use ferrovs_config::flow::{FlowKey, FlowRule, PortMap, eth_type, flow_match, ip_proto, parse_match};
-use ferrovs_switch::ofproto::{Ofproto, PortTable, Translation, XlateOptions, apply_to_bytes, translate};
+use ferrovs_switch::l2::{MacKey, MacTable};
+use ferrovs_switch::ofproto::{MacAccess, Ofproto, PortTable, Translation, XlateOptions, apply_to_bytes, translate};
 use ferrovs_switch::packet::extract;
 
 /// What to trace.
@@ -50,7 +51,15 @@ impl Trace {
     }
 
     fn write(&self, config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
-        let ports = Arc::new(PortTable::new(config.ports.iter().map(|p| p.ofport).collect()));
+        let ports = Arc::new(PortTable::with_vlans(
+            config.ports.iter().map(|p| p.ofport).collect(),
+            config.ports.iter().map(|p| p.vlan.clone()).collect(),
+        ));
+        // NORMAL sees the static MACs; a pcap's packets also learn, in order, from a fresh table.
+        let mut macs = MacTable::new(config.bridge.mac_table_size, u64::MAX);
+        for s in &config.bridge.static_macs {
+            macs.add_static(MacKey::new(s.vlan, s.mac), ports.index_of(s.ofport).context("static MAC port")?);
+        }
         let mut ofproto = Ofproto::new(Arc::clone(&ports), 1);
         for rule in &config.flows {
             ofproto.add(rule.clone(), 0).map_err(|e| anyhow::anyhow!("{}: {e}", rule.display(config)))?;
@@ -62,7 +71,7 @@ impl Trace {
                     bail!("the flow needs in_port=PORT");
                 }
                 let frame = compose(&m.key);
-                writeln!(out, "{}", trace_one(&ofproto, config, &m.key, &frame))?;
+                writeln!(out, "{}", trace_one(&ofproto, config, &m.key, &frame, MacAccess::Read(&macs)))?;
             }
             (None, Some(path)) => {
                 let name = self.in_port.as_deref().context("--pcap needs --in-port PORT")?;
@@ -74,7 +83,7 @@ impl Trace {
                     let pkt = pkt?;
                     n += 1;
                     let (key, _) = extract(&pkt.data, in_port);
-                    let text = trace_one(&ofproto, config, &key, &pkt.data);
+                    let text = trace_one(&ofproto, config, &key, &pkt.data, MacAccess::Learn(&mut macs, n));
                     writeln!(out, "packet {n} ({} bytes)\n{text}\n", pkt.data.len())?;
                 }
             }
@@ -85,10 +94,10 @@ impl Trace {
 }
 
 /// The trace of one packet: flow, tables, datapath actions, and every output packet's flow.
-fn trace_one(ofproto: &Ofproto, names: &dyn PortMap, key: &FlowKey, frame: &[u8]) -> String {
+fn trace_one(ofproto: &Ofproto, names: &dyn PortMap, key: &FlowKey, frame: &[u8], macs: MacAccess<'_>) -> String {
     let mut text = format!("flow: {}", FlowRule::display_match(&flow_match(key), names));
     let mut out = Translation::default();
-    let opts = XlateOptions { trace: Some(&mut text), names: Some(names), ..Default::default() };
+    let opts = XlateOptions { trace: Some(&mut text), names: Some(names), macs: Some(macs), ..Default::default() };
     translate(ofproto.tables(), ofproto.ports(), key, opts, &mut out);
     let (parsed, layout) = extract(frame, key.in_port());
     for (port, bytes) in apply_to_bytes(frame, &parsed, layout, &out.actions) {

@@ -70,10 +70,24 @@ fn unmatched_packets_are_dropped_and_counted() {
 }
 
 #[test]
-fn no_rules_drop_everything() {
-    let out = Switch::new().port("p0", traffic::mixed(1, 25)).port("p1", vec![]).run();
+fn no_rules_make_a_learning_switch() {
+    // Nothing is known about the destinations: every frame is flooded, here to the only other port.
+    let input = traffic::mixed(1, 25);
+    let out = Switch::new().port("p0", input.clone()).port("p1", vec![]).run();
+    out.assert_output("p1", &input);
+    // Host 1 is learned on p0 in VLAN 0 and in the VLAN of its tagged frames (p0 is a trunk).
+    let entries = out.stats["mac_table"]["entries"].as_array().unwrap();
+    let learned: Vec<(&str, u64)> =
+        entries.iter().map(|e| (e["port"].as_str().unwrap(), e["vlan"].as_u64().unwrap())).collect();
+    assert_eq!(learned, [("p0", 0), ("p0", 11)]);
+    assert_eq!(out.stats["mac_table"]["counters"]["learned"], 2);
+}
+
+#[test]
+fn a_drop_rule_drops_everything() {
+    let out = Switch::new().port("p0", traffic::mixed(1, 25)).port("p1", vec![]).rules(&["actions=drop"]).run();
     assert!(out.output("p1").is_empty());
-    assert_eq!(out.drops("no_match"), 25);
+    assert_eq!(out.drops("drop_action"), 25);
 }
 
 #[test]

@@ -12,14 +12,21 @@
 //! [[port]]
 //! name = "p0"
 //! devargs = "net_pcap0,rx_pcap=in.pcap"  # relative paths are relative to this file
+//! vlan_mode = "access"                  # or trunk, native-untagged, native-tagged (for NORMAL)
+//! tag = 10
 //! [flows]
 //! rules = ["priority=10,in_port=p0,actions=output:p0"]
-//! file = "flows.txt"                     # one rule per line, '#' comments
+//! file = "flows.txt"                     # one rule per line, '#' comments; no rules: NORMAL
+//! [bridge]
+//! mac_table_size = 8192
+//! mac_aging_secs = 300
+//! static_macs = [{ mac = "02:00:00:00:00:01", port = "p0", vlan = 10 }]
 //! ```
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod bridge;
 mod devargs;
 mod error;
 pub mod flow;
@@ -28,6 +35,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use bridge::{Bridge, DEFAULT_MAC_AGING_SECS, DEFAULT_MAC_TABLE_SIZE, PortVlan, StaticMac, VLAN_MAX, VlanMode};
 pub use devargs::Devargs;
 pub use error::ConfigError;
 use flow::{FlowRule, OfPort, PortMap};
@@ -57,8 +65,11 @@ pub struct Config {
     pub datapath: Datapath,
     /// Ports, in file order.
     pub ports: Vec<PortConfig>,
-    /// Flow rules: `flows.rules` first, then `flows.file`.
+    /// Flow rules: `flows.rules` first, then `flows.file`; with none given, the one rule
+    /// `priority=0,actions=normal` (a learning switch, as an Open vSwitch bridge in standalone mode).
     pub flows: Vec<FlowRule>,
+    /// MAC learning for the NORMAL action.
+    pub bridge: Bridge,
 }
 
 /// `[datapath]`
@@ -97,6 +108,8 @@ pub struct PortConfig {
     pub rx_queues: u16,
     /// Receive queues pinned to a PMD core: (queue, core).
     pub pmd_rxq_affinity: Vec<(u16, usize)>,
+    /// VLAN settings (for the NORMAL action).
+    pub vlan: PortVlan,
 }
 
 impl Config {

@@ -15,6 +15,27 @@ pub struct RawConfig {
     pub ports: Vec<RawPort>,
     #[serde(default)]
     pub flows: RawFlows,
+    #[serde(default)]
+    pub bridge: RawBridge,
+}
+
+/// `[bridge]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBridge {
+    pub mac_table_size: Option<i64>,
+    pub mac_aging_secs: Option<i64>,
+    #[serde(default)]
+    pub static_macs: Vec<RawStaticMac>,
+}
+
+/// One entry of `bridge.static_macs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStaticMac {
+    pub mac: String,
+    pub port: String,
+    pub vlan: Option<i64>,
 }
 
 /// `[eal]`
@@ -49,6 +70,9 @@ pub struct RawPort {
     pub tx_desc: Option<i64>,
     pub rx_queues: Option<i64>,
     pub pmd_rxq_affinity: Option<String>,
+    pub vlan_mode: Option<String>,
+    pub tag: Option<i64>,
+    pub trunks: Option<Vec<i64>>,
 }
 
 /// `[flows]`

@@ -22,8 +22,12 @@ pub(crate) fn validate(text: &str, source: &Path, base: &Path, host: &Host) -> R
     let eal_args = check_eal_args(raw.eal.args)?;
     let datapath = check_datapath(&raw.datapath, host)?;
     let ports = check_ports(&raw.ports, base, &datapath.pmd_cores)?;
-    let mut config = Config { source: source.to_path_buf(), eal_args, datapath, ports, flows: Vec::new() };
+    let bridge = crate::bridge::check_bridge(&raw.bridge, &ports)?;
+    let mut config = Config { source: source.to_path_buf(), eal_args, datapath, ports, flows: Vec::new(), bridge };
     config.flows = check_flows(&raw.flows, base, &config)?;
+    if config.flows.is_empty() && raw.flows.rules.is_empty() && raw.flows.file.is_none() {
+        config.flows.push(flow::parse_flow("priority=0,actions=normal", &config).expect("a valid rule"));
+    }
     Ok(config)
 }
 
@@ -90,7 +94,13 @@ fn check_core(value: i64, field: String, host: &Host) -> Result<usize, ConfigErr
     }
 }
 
-fn check_range(value: Option<i64>, default: i64, min: i64, max: i64, field: &str) -> Result<i64, ConfigError> {
+pub(crate) fn check_range(
+    value: Option<i64>,
+    default: i64,
+    min: i64,
+    max: i64,
+    field: &str,
+) -> Result<i64, ConfigError> {
     let v = value.unwrap_or(default);
     if (min..=max).contains(&v) {
         Ok(v)
@@ -265,6 +275,7 @@ fn check_ports(raw: &[RawPort], base: &Path, pmd_cores: &[usize]) -> Result<Vec<
             tx_desc: check_desc(p.tx_desc, at("tx_desc"))?,
             rx_queues,
             pmd_rxq_affinity,
+            vlan: crate::bridge::check_port_vlan(p, i)?,
         });
     }
     Ok(ports)

@@ -68,7 +68,12 @@ fn defaults_fill_what_is_left_out() {
     assert_eq!(config.datapath.pmd_cores, [1]);
     assert_eq!(config.datapath.control_core, 0);
     assert_eq!(config.datapath.burst_size, 32);
-    assert!(config.ports.is_empty() && config.flows.is_empty() && config.eal_args.is_empty());
+    assert!(config.ports.is_empty() && config.eal_args.is_empty());
+    // No rules: a learning switch, as an Open vSwitch bridge out of the box.
+    assert_eq!(config.flows.len(), 1);
+    assert_eq!((config.flows[0].priority, &config.flows[0].actions[..]), (0, &[Action::Normal][..]));
+    assert_eq!(config.bridge, ferrovs_config::Bridge::default());
+    assert_eq!((config.bridge.mac_table_size, config.bridge.mac_aging_secs), (8192, 300));
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod control;
 #[allow(unsafe_code)] // the safe DPDK layer: the only module that touches dpdk_sys
 pub mod dpdk;
 pub mod fastpath;
+pub mod l2;
 pub mod ofproto;
 pub mod packet;
 pub mod pmd;

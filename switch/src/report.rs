@@ -6,10 +6,12 @@ use std::fmt;
 
 use serde::Serialize;
 
-use ferrovs_config::flow::PortMap;
+use ferrovs_config::flow::{PortMap, format_mac};
 
 use crate::control::SlowPathCounters;
 use crate::dpdk::PortStats;
+use crate::l2::{MacCounters, MacTable};
+use crate::ofproto::PortTable;
 use crate::ofproto::Rule;
 use crate::stats::{DropCounts, PmdCounters};
 
@@ -30,6 +32,8 @@ pub struct Report {
     pub fastpath: FastPathReport,
     /// The flow rules installed at the end, with their counters (`dump-flows`).
     pub flows: Vec<FlowReport>,
+    /// The MAC learning table at exit (`fdb/show`) and what it did.
+    pub mac_table: MacTableReport,
     /// Sums over PMDs.
     pub totals: Totals,
     /// The measured window after the warm-up, when `run --warmup` asked for one.
@@ -64,6 +68,49 @@ pub struct FastPathReport {
     pub cache_entries: usize,
     /// What the slow path did.
     pub slow_path: SlowPathCounters,
+}
+
+/// The MAC learning table.
+#[derive(Debug, Clone, Serialize)]
+pub struct MacTableReport {
+    /// Entries at exit, by port, VLAN and address.
+    pub entries: Vec<MacReport>,
+    /// Learned, moved, evicted, aged.
+    pub counters: MacCounters,
+}
+
+/// One MAC table entry.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MacReport {
+    /// Port name.
+    pub port: String,
+    /// VLAN.
+    pub vlan: u16,
+    /// Address, `xx:xx:xx:xx:xx:xx`.
+    pub mac: String,
+    /// Seconds since its last refresh (`None` for a static entry).
+    pub age_secs: Option<u64>,
+}
+
+impl MacTableReport {
+    /// The report of `table` at TSC time `now_tsc` (ticking at `hz`), with port names from `names`.
+    pub fn new(table: &MacTable, ports: &PortTable, names: &dyn PortMap, now_tsc: u64, hz: u64) -> Self {
+        let port_name = |idx| {
+            let ofport = ports.ofport_of(idx);
+            names.name_of(ofport).map_or_else(|| ofport.to_string(), str::to_string)
+        };
+        let mut entries: Vec<MacReport> = table
+            .entries()
+            .map(|e| MacReport {
+                port: port_name(e.port),
+                vlan: e.key.vlan,
+                mac: format_mac(e.key.mac.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b))),
+                age_secs: (!e.is_static).then(|| now_tsc.saturating_sub(e.used_tsc) / hz.max(1)),
+            })
+            .collect();
+        entries.sort();
+        Self { entries, counters: table.counters }
+    }
 }
 
 /// One flow rule and its counters.
@@ -310,6 +357,28 @@ impl fmt::Display for Report {
             writeln!(f, "flows:")?;
             for fl in &self.flows {
                 writeln!(f, "  n_packets={}, n_bytes={}, {}", fl.packets, fl.bytes, fl.rule)?;
+            }
+        }
+        let m = &self.mac_table;
+        if !m.entries.is_empty() || m.counters != MacCounters::default() {
+            let c = &m.counters;
+            writeln!(
+                f,
+                "mac table: {} entries; learned {}, moved {}, evicted {}, aged {}",
+                m.entries.len(),
+                c.learned,
+                c.moved,
+                c.evicted,
+                c.aged
+            )?;
+            const SHOWN: usize = 32;
+            writeln!(f, "  {:<12} {:>4}  {:<17}  age", "port", "VLAN", "MAC")?;
+            for e in m.entries.iter().take(SHOWN) {
+                let age = e.age_secs.map_or_else(|| "static".to_string(), |s| s.to_string());
+                writeln!(f, "  {:<12} {:>4}  {}  {age}", e.port, e.vlan, e.mac)?;
+            }
+            if m.entries.len() > SHOWN {
+                writeln!(f, "  ... and {} more (all in --stats-json)", m.entries.len() - SHOWN)?;
             }
         }
         let t = &self.totals;

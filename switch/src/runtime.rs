@@ -19,12 +19,13 @@ use crate::dpdk::{
     PortSetup, rdtsc, tsc_hz,
 };
 use crate::fastpath::{FlowTables, TablesWriter};
+use crate::l2::{MacKey, MacTable};
 use crate::ofproto::{Ofproto, PortTable};
 use crate::packet::PortIdx;
 use crate::pmd::{Pmd, PmdShared, PolledRxq, TxBuffer};
 use crate::report::{
-    CountersReport, FastPathReport, FlowReport, MempoolReport, PmdReport, PortReport, PortWindow, Report, Totals,
-    Window,
+    CountersReport, FastPathReport, FlowReport, MacTableReport, MempoolReport, PmdReport, PortReport, PortWindow,
+    Report, Totals, Window,
 };
 use crate::stats::PmdCounters;
 
@@ -160,7 +161,10 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
         return Err(RunError::Lcores { got: workers.len(), want: npmds });
     }
 
-    let port_table = Arc::new(PortTable::new(config.ports.iter().map(|p| p.ofport).collect()));
+    let port_table = Arc::new(PortTable::with_vlans(
+        config.ports.iter().map(|p| p.ofport).collect(),
+        config.ports.iter().map(|p| p.vlan.clone()).collect(),
+    ));
     // Rule counters have one writer: the control core credits them (megaflow packets included).
     let mut ofproto = Ofproto::new(Arc::clone(&port_table), 1);
     let now = rdtsc();
@@ -211,7 +215,8 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
     let tables = Arc::clone(writer.tables());
     let queues: Vec<Arc<PmdQueues>> = (0..npmds).map(|_| Arc::new(PmdQueues::default())).collect();
     let (pmds, control_tx) = build_pmds(config, &mut ports, &tables, &queues)?;
-    let mut control = ControlCore::new(SlowPath::new(ofproto, writer, 0), queues, control_tx);
+    let macs = mac_table(config, &port_table);
+    let mut control = ControlCore::new(SlowPath::new(ofproto, writer, 0).with_mac_table(macs), queues, control_tx);
 
     let started = Instant::now();
     let mut jobs: Vec<(LcoreJob<PmdCounters>, Arc<PmdShared>)> = Vec::with_capacity(npmds);
@@ -251,6 +256,7 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
     drop(pool);
 
     let flows = slow.ofproto().tables().rules().iter().map(|r| FlowReport::new(r, config)).collect();
+    let mac_table = MacTableReport::new(slow.mac_table(), &port_table, config, rdtsc(), tsc_hz());
     let fastpath = FastPathReport {
         megaflows: slow.writer().megaflow_count(),
         masks: slow.writer().subtable_count(),
@@ -267,8 +273,20 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
         pmds: pmd_reports,
         control: (&control_counters).into(),
         fastpath,
+        mac_table,
         mempool,
     })
+}
+
+/// The MAC learning table `[bridge]` asks for, with its static entries.
+fn mac_table(config: &Config, ports: &PortTable) -> MacTable {
+    let b = &config.bridge;
+    let mut table = MacTable::new(b.mac_table_size, b.mac_aging_secs.saturating_mul(tsc_hz()));
+    for s in &b.static_macs {
+        let port = ports.index_of(s.ofport).expect("validated: a static MAC names a port");
+        table.add_static(MacKey::new(s.vlan, s.mac), port);
+    }
+    table
 }
 
 /// Which PMD polls each receive queue: pinned queues (`pmd_rxq_affinity`) go to the (first) PMD

@@ -39,6 +39,10 @@ drop_reasons! {
     TtlExpired => "ttl_expired", "`dec_ttl` on a packet whose TTL (hop limit) was 0 or 1.";
     ResubmitDepth => "resubmit_depth", "`resubmit`/`goto_table` chained deeper than the limit (64).";
     TooManyActions => "too_many_actions", "The translated action list did not fit (more than 64 datapath actions).";
+    VlanNotAllowed => "vlan_not_allowed", "NORMAL: the frame's VLAN is not carried by its input port (a tagged frame on an access port, or a VLAN a trunk does not list).";
+    ReservedMac => "reserved_mac", "NORMAL: the destination is a reserved address (01:80:c2:00:00:0x: STP, pause, LACP, LLDP...), which a bridge does not forward.";
+    LearnedOnInPort => "learned_on_in_port", "NORMAL: the destination was learned on the input port.";
+    NoFloodPort => "flood_no_port", "NORMAL: the destination is unknown and no other port carries the frame's VLAN.";
     NoMbuf => "no_mbuf", "No free mbuf to copy the packet for one more output (counted per copy).";
     UpcallQueueFull => "upcall_queue_full", "A miss found the queue to the control core full.";
     UpcallRateLimited => "upcall_rate_limited", "A miss exceeded the PMD's upcall rate limit (`upcall_rate`).";

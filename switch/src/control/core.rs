@@ -92,6 +92,8 @@ impl ControlCore {
             for d in self.pending.drain(..) {
                 self.slow.commit(d);
             }
+            // Learning in this batch may have changed what installed megaflows should do.
+            self.slow.apply_mac_changes();
             self.counters.busy_cycles += rdtsc().saturating_sub(now);
         }
         let mut promotions = 0;

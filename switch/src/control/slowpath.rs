@@ -1,16 +1,21 @@
 //! The slow path: what the control core does with a packet the fast path missed. It runs the
-//! full OpenFlow translation with wildcard tracking, installs the resulting megaflow and a flow
-//! cache entry, and keeps the installed megaflows honest: revalidating them when the rules
-//! change, expiring idle ones, and crediting their packets to the rules they came from.
+//! full OpenFlow translation with wildcard tracking (learning MACs for NORMAL), installs the
+//! resulting megaflow and a flow cache entry, and keeps the installed megaflows honest:
+//! revalidating them when the rules change or a MAC table entry they looked up changes,
+//! expiring idle ones, and crediting their packets to the rules they came from. A NORMAL
+//! megaflow's traffic refreshes (or moves back) its source MAC, as Open vSwitch's revalidators
+//! do, so MACs with established flows do not age out.
 //!
 //! No DPDK here: decisions only (the caller moves the packets), so it is tested without EAL.
 
 use std::sync::Arc;
 
 use ferrovs_config::flow::{FlowKey, KEY_WORDS};
+use rustc_hash::FxHashMap;
 
 use crate::fastpath::{InstallError, MegaflowRef, TablesWriter};
-use crate::ofproto::{Credit, Ofproto, Rule, Translation, XlateOptions, translate};
+use crate::l2::{MacKey, MacTable};
+use crate::ofproto::{Credit, MacAccess, Ofproto, Rule, Translation, XlateOptions, translate};
 
 /// Seconds a megaflow may go unused before it is removed (as Open vSwitch's `max-idle`).
 pub const MEGAFLOW_IDLE_SECS: u64 = 10;
@@ -38,6 +43,8 @@ pub struct SlowPathCounters {
     pub cache_promotions: u64,
     /// Flow rules that timed out.
     pub rules_expired: u64,
+    /// Megaflows removed because a MAC table entry they looked up changed.
+    pub megaflows_mac_invalidated: u64,
 }
 
 /// A decision for one missed packet, to install once the packet has been sent.
@@ -57,6 +64,15 @@ pub struct SlowPath {
     ofproto: Ofproto,
     writer: TablesWriter,
     control_slot: usize,
+    macs: MacTable,
+    /// NORMAL megaflows by the MAC table entry their destination lookup read (entries may be
+    /// stale: each is checked against the live record before use).
+    by_dst: FxHashMap<MacKey, Vec<MegaflowRef>>,
+    /// NORMAL megaflows that ran NORMAL more than once: any MAC change may affect them.
+    by_any: Vec<MegaflowRef>,
+    /// References in `by_dst` and `by_any`, live or stale (to know when to prune).
+    indexed: usize,
+    changed: Vec<MacKey>,
     /// What it did.
     pub counters: SlowPathCounters,
 }
@@ -65,7 +81,35 @@ impl SlowPath {
     /// A slow path over `ofproto`'s rules, filling `writer`'s tables; rule hits it executes itself
     /// are credited to stats slot `control_slot`.
     pub fn new(ofproto: Ofproto, writer: TablesWriter, control_slot: usize) -> Self {
-        Self { ofproto, writer, control_slot, counters: SlowPathCounters::default() }
+        Self {
+            ofproto,
+            writer,
+            control_slot,
+            macs: MacTable::new(ferrovs_config::DEFAULT_MAC_TABLE_SIZE, u64::MAX),
+            by_dst: FxHashMap::default(),
+            by_any: Vec::new(),
+            indexed: 0,
+            changed: Vec::new(),
+            counters: SlowPathCounters::default(),
+        }
+    }
+
+    /// Uses `macs` as the MAC learning table (the default never ages entries).
+    pub fn with_mac_table(mut self, macs: MacTable) -> Self {
+        self.macs = macs;
+        self
+    }
+
+    /// The MAC learning table.
+    pub fn mac_table(&self) -> &MacTable {
+        &self.macs
+    }
+
+    /// Changes the MAC table (static entries, port removal), then revalidates what that affects.
+    pub fn with_mac_table_mut<R>(&mut self, f: impl FnOnce(&mut MacTable) -> R) -> R {
+        let r = f(&mut self.macs);
+        self.apply_mac_changes();
+        r
     }
 
     /// The rules.
@@ -110,6 +154,7 @@ impl SlowPath {
             credit: Some(Credit { slot: self.control_slot, bytes, tsc: now_tsc }),
             wildcards: Some(&mut mask),
             rules: Some(&mut rules),
+            macs: Some(MacAccess::Learn(&mut self.macs, now_tsc)),
             ..Default::default()
         };
         translate(self.ofproto.tables(), self.ofproto.ports(), key, opts, &mut translation);
@@ -124,6 +169,7 @@ impl SlowPath {
             None => match self.writer.install(&d.key, &d.mask, &d.translation, d.rules) {
                 Ok(h) => {
                     self.counters.megaflows_installed += 1;
+                    self.index_normal(&d.translation, h);
                     Some(h)
                 }
                 Err(e) => {
@@ -151,26 +197,101 @@ impl SlowPath {
     /// changed or that would now depend on bits outside their mask; then waits until no PMD can
     /// still be using a removed one. Returns how many were removed.
     pub fn revalidate(&mut self) -> usize {
-        let mut stale = Vec::new();
-        for rec in self.writer.records() {
-            let mut wc = FlowKey::ZERO;
-            let mut t = Translation::default();
-            let opts = XlateOptions { wildcards: Some(&mut wc), ..Default::default() };
-            translate(self.ofproto.tables(), self.ofproto.ports(), &rec.key, opts, &mut t);
-            let covered = (0..KEY_WORDS).all(|i| wc.word(i) & !rec.mask.word(i) == 0);
-            if !covered || t != rec.translation {
-                stale.push(rec.handle.id);
-            }
-        }
-        for id in &stale {
+        let stale: Vec<u32> = self
+            .writer
+            .records()
+            .filter(|rec| !self.still_valid(&rec.key, &rec.mask, &rec.translation))
+            .map(|rec| rec.handle.id)
+            .collect();
+        self.counters.megaflows_revalidated_away += stale.len() as u64;
+        self.remove_all(&stale);
+        stale.len()
+    }
+
+    /// Whether a megaflow (masked `key`, `mask`, `translation`) still says what the rules and
+    /// the MAC table say now.
+    fn still_valid(&self, key: &FlowKey, mask: &FlowKey, translation: &Translation) -> bool {
+        let mut wc = FlowKey::ZERO;
+        let mut t = Translation::default();
+        let opts =
+            XlateOptions { wildcards: Some(&mut wc), macs: Some(MacAccess::Read(&self.macs)), ..Default::default() };
+        translate(self.ofproto.tables(), self.ofproto.ports(), key, opts, &mut t);
+        let covered = (0..KEY_WORDS).all(|i| wc.word(i) & !mask.word(i) == 0);
+        covered && t == *translation
+    }
+
+    /// Removes megaflows `ids`, then waits until no PMD can still be using them and drops the
+    /// flow cache entries that led to them.
+    fn remove_all(&mut self, ids: &[u32]) {
+        for id in ids {
             self.writer.remove(*id);
         }
-        self.counters.megaflows_revalidated_away += stale.len() as u64;
-        if !stale.is_empty() {
+        if !ids.is_empty() {
             self.writer.synchronize();
             self.writer.sweep_cache();
         }
+    }
+
+    fn index_normal(&mut self, t: &Translation, handle: MegaflowRef) {
+        if t.mac.more {
+            self.by_any.push(handle);
+        } else if let Some(dst) = t.mac.dst {
+            self.by_dst.entry(dst).or_default().push(handle);
+        } else {
+            return;
+        }
+        self.indexed += 1;
+    }
+
+    /// Revalidates the megaflows whose NORMAL decision read a MAC table entry that changed
+    /// (learned, moved, aged, evicted) since the last call; returns how many were removed.
+    pub fn apply_mac_changes(&mut self) -> usize {
+        if !self.macs.has_changes() {
+            return 0;
+        }
+        let mut changed = std::mem::take(&mut self.changed);
+        self.macs.take_changes(&mut changed);
+        changed.sort_unstable();
+        changed.dedup();
+        let mut suspects: Vec<MegaflowRef> = Vec::new();
+        for key in &changed {
+            if let Some(refs) = self.by_dst.remove(key) {
+                self.indexed -= refs.len();
+                suspects.extend(refs);
+            }
+        }
+        self.indexed -= self.by_any.len();
+        suspects.append(&mut self.by_any);
+        let mut stale = Vec::new();
+        for handle in suspects {
+            let Some(rec) = self.writer.record(handle.id).filter(|r| r.handle == handle) else { continue };
+            if self.still_valid(&rec.key, &rec.mask, &rec.translation) {
+                let t = rec.translation.mac;
+                self.index_normal(&Translation { mac: t, ..Default::default() }, handle);
+            } else {
+                stale.push(handle.id);
+            }
+        }
+        changed.clear();
+        self.changed = changed;
+        self.counters.megaflows_mac_invalidated += stale.len() as u64;
+        self.remove_all(&stale);
         stale.len()
+    }
+
+    /// Drops index references to megaflows that are gone, once they outnumber the live ones.
+    fn prune_index(&mut self) {
+        if self.indexed <= 2 * self.writer.megaflow_count() + 1024 {
+            return;
+        }
+        let writer = &self.writer;
+        let live = |h: &MegaflowRef| writer.record(h.id).is_some_and(|r| r.handle == *h);
+        self.by_dst.retain(|_, refs| {
+            refs.retain(live);
+            !refs.is_empty()
+        });
+        self.by_any.retain(live);
+        self.indexed = self.by_dst.values().map(Vec::len).sum::<usize>() + self.by_any.len();
     }
 
     /// Periodic work: credit megaflow packets to their rules, remove megaflows idle for
@@ -185,6 +306,11 @@ impl SlowPath {
                 for rule in &rec.rules {
                     rule.stats.credit(self.control_slot, packets, bytes, rec.used_tsc);
                 }
+                // Traffic from a learned source keeps its entry alive, or moves it back.
+                let in_port = self.ofproto.ports().index_of(rec.key.in_port());
+                if let (Some(src), Some(port)) = (rec.translation.mac.src, in_port) {
+                    self.macs.learn(src, port, now_tsc);
+                }
             }
             if now_tsc.saturating_sub(rec.used_tsc) / hz.max(1) >= MEGAFLOW_IDLE_SECS {
                 idle.push(id);
@@ -194,6 +320,9 @@ impl SlowPath {
             self.writer.remove(*id);
         }
         self.counters.megaflows_idle_removed += idle.len() as u64;
+        self.macs.expire(now_tsc);
+        self.apply_mac_changes();
+        self.prune_index();
         let expired = self.ofproto.expire(now_tsc, hz);
         if !expired.is_empty() {
             self.counters.rules_expired += expired.len() as u64;

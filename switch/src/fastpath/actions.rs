@@ -190,7 +190,7 @@ mod tests {
         #[test]
         fn drops_carry_their_reason(i in 0usize..DropReason::COUNT) {
             let reason = DropReason::from_index(i).unwrap();
-            let t = Translation { actions: Default::default(), drop: Some(reason) };
+            let t = Translation { actions: Default::default(), drop: Some(reason), ..Default::default() };
             let mut words = Vec::new();
             encode_translation(&t, &mut words);
             prop_assert_eq!(drop_reason(&words), Some(reason));

@@ -12,28 +12,46 @@ pub mod xlate;
 
 use std::sync::Arc;
 
+use ferrovs_config::PortVlan;
 use ferrovs_config::flow::{FlowRule, OfPort};
 use rustc_hash::FxHashMap;
 
 pub use apply::apply_to_bytes;
 pub use rule::{OfAction, Rule, RuleStats};
-pub use xlate::{Credit, DpAction, MAX_DP_ACTIONS, Translation, XlateOptions, display_dp, translate};
+pub use xlate::{
+    Credit, DpAction, MAX_DP_ACTIONS, MacAccess, MacDeps, Translation, XlateOptions, display_dp, translate,
+};
 
 use crate::classifier::Classifier;
 use crate::packet::PortIdx;
 
-/// Maps OpenFlow port numbers to the data path's dense port indices and back.
+/// Maps OpenFlow port numbers to the data path's dense port indices and back, and holds each
+/// port's VLAN settings (for NORMAL).
 #[derive(Debug, Clone, Default)]
 pub struct PortTable {
     ofports: Vec<OfPort>,
     index: FxHashMap<OfPort, PortIdx>,
+    vlans: Vec<PortVlan>,
 }
 
 impl PortTable {
-    /// A table of ports given by their OpenFlow numbers, in index order.
+    /// A table of ports given by their OpenFlow numbers, in index order, each a trunk of every VLAN.
     pub fn new(ofports: Vec<OfPort>) -> Self {
+        let vlans = ofports.iter().map(|_| PortVlan::default()).collect();
+        Self::with_vlans(ofports, vlans)
+    }
+
+    /// A table of ports given by their OpenFlow numbers and VLAN settings, in index order.
+    pub fn with_vlans(ofports: Vec<OfPort>, vlans: Vec<PortVlan>) -> Self {
+        assert_eq!(ofports.len(), vlans.len(), "a VLAN setting per port");
         let index = ofports.iter().enumerate().map(|(i, p)| (*p, PortIdx(i as u16))).collect();
-        Self { ofports, index }
+        Self { ofports, index, vlans }
+    }
+
+    /// The VLAN settings of port `idx`.
+    #[inline]
+    pub fn vlan(&self, idx: PortIdx) -> &PortVlan {
+        &self.vlans[idx.index()]
     }
 
     /// The index of port `ofport`.

@@ -14,6 +14,11 @@
 //! vlan_tci when VLAN actions run, nw_tos when only part of it is rewritten, nw_ttl for dec_ttl),
 //! and any packet that agrees on those bits translates to the same actions (property-tested).
 //!
+//! NORMAL (the learning switch, `normal.rs`) consults the MAC table and the ports' VLAN settings;
+//! it learns the source only when the caller passes the table mutably (upcalls, not revalidation
+//! or traces), and it reports which table entries it read in [`Translation::mac`], so that a MAC
+//! table change can find the megaflows it affects.
+//!
 //! Nothing here allocates: the result is a fixed-capacity list; a trace, when asked for, does.
 
 use std::fmt::Write as _;
@@ -23,7 +28,10 @@ use ferrovs_config::flow::{
     Action, FRAG_ANY, FRAG_LATER, Field, FlowKey, OfPort, PortMap, VLAN_CFI, eth_type, ip_proto,
 };
 
+mod normal;
+
 use super::{OfAction, PortTable, Rule, Tables};
+use crate::l2::{MacKey, MacTable};
 use crate::packet::{PortIdx, SetField};
 use crate::stats::DropReason;
 
@@ -68,6 +76,36 @@ pub struct Translation {
     pub actions: ArrayVec<DpAction, MAX_DP_ACTIONS>,
     /// Why the packet goes nowhere, when `actions` has no output.
     pub drop: Option<DropReason>,
+    /// The MAC table entries NORMAL read or learned.
+    pub mac: MacDeps,
+}
+
+/// What a translation's NORMAL actions used of the MAC table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MacDeps {
+    /// The entry looked up for the destination (the decision changes when it does).
+    pub dst: Option<MacKey>,
+    /// The source learned from (refreshed while the translation's megaflow has traffic).
+    pub src: Option<MacKey>,
+    /// NORMAL ran more than once: `dst` and `src` are only the first (any change may matter).
+    pub more: bool,
+}
+
+/// How a translation may use the MAC table.
+pub enum MacAccess<'a> {
+    /// Learn sources (a missed packet), at this TSC time.
+    Learn(&'a mut MacTable, u64),
+    /// Only look up (revalidation, traces).
+    Read(&'a MacTable),
+}
+
+impl MacAccess<'_> {
+    fn table(&self) -> &MacTable {
+        match self {
+            MacAccess::Learn(t, _) => t,
+            MacAccess::Read(t) => t,
+        }
+    }
 }
 
 /// Who to credit rule hits to.
@@ -94,6 +132,8 @@ pub struct XlateOptions<'a> {
     pub names: Option<&'a dyn PortMap>,
     /// Collect every rule hit (to credit a megaflow's packets to them later).
     pub rules: Option<&'a mut Vec<std::sync::Arc<Rule>>>,
+    /// The MAC table for NORMAL (without one, NORMAL floods and learns nothing).
+    pub macs: Option<MacAccess<'a>>,
 }
 
 /// Fields whose new value an output must commit, as bits.
@@ -134,6 +174,8 @@ struct Ctx<'a, 'o> {
     outputs: usize,
     skipped_in_port: bool,
     ttl_expired: bool,
+    /// Why NORMAL output nothing, if it did not.
+    normal_drop: Option<DropReason>,
     error: Option<DropReason>,
     stop: bool,
     opts: XlateOptions<'o>,
@@ -144,6 +186,7 @@ struct Ctx<'a, 'o> {
 pub fn translate(tables: &Tables, ports: &PortTable, key: &FlowKey, opts: XlateOptions<'_>, out: &mut Translation) {
     out.actions.clear();
     out.drop = None;
+    out.mac = MacDeps::default();
     let mut vlans = ArrayVec::new();
     if key.vlan_tci() & VLAN_CFI != 0 {
         vlans.push(Vlan { tpid: eth_type::VLAN, tci: key.vlan_tci() });
@@ -162,6 +205,7 @@ pub fn translate(tables: &Tables, ports: &PortTable, key: &FlowKey, opts: XlateO
         outputs: 0,
         skipped_in_port: false,
         ttl_expired: false,
+        normal_drop: None,
         error: None,
         stop: false,
         opts,
@@ -186,6 +230,8 @@ pub fn translate(tables: &Tables, ports: &PortTable, key: &FlowKey, opts: XlateO
             DropReason::NoMatch
         } else if ctx.ttl_expired {
             DropReason::TtlExpired
+        } else if let Some(reason) = ctx.normal_drop {
+            reason
         } else if ctx.skipped_in_port {
             DropReason::OutputToInPort
         } else {
@@ -298,7 +344,8 @@ impl Ctx<'_, '_> {
                     self.emit_output(idx);
                 }
             }
-            Action::Flood | Action::All | Action::Normal => {
+            Action::Normal => self.normal(),
+            Action::Flood | Action::All => {
                 let in_port = self.flow.in_port();
                 let ports = self.ports;
                 for (idx, ofport) in ports.iter() {
@@ -605,6 +652,7 @@ mod tests {
             "resubmit(,1)",
             "resubmit(3,1)",
             "mod_tp_src:7",
+            "normal",
         ])
     }
 
@@ -644,8 +692,32 @@ mod tests {
             })
     }
 
+    /// Ports of every VLAN mode, so that NORMAL's VLAN handling is part of the property.
+    fn vlan_ports() -> PortTable {
+        use ferrovs_config::{PortVlan, VlanMode};
+        let v = |mode, tag, trunks: &[u16]| PortVlan { mode, tag, trunks: trunks.to_vec() };
+        PortTable::with_vlans(
+            vec![1, 2, 3, 4],
+            vec![
+                v(VlanMode::Access, 5, &[]),
+                v(VlanMode::Trunk, 0, &[]),
+                v(VlanMode::NativeUntagged, 5, &[7]),
+                v(VlanMode::NativeTagged, 7, &[5]),
+            ],
+        )
+    }
+
+    /// A MAC table that knows the keys' destination (00:..:02) in two VLANs.
+    fn macs() -> MacTable {
+        let mut t = MacTable::new(16, u64::MAX);
+        t.learn(MacKey::new(5, [0, 0, 0, 0, 0, 2]), PortIdx(1), 0);
+        t.learn(MacKey::new(7, [0, 0, 0, 0, 0, 2]), PortIdx(2), 0);
+        t.learn(MacKey::new(0, [0, 0, 0, 0, 0, 2]), PortIdx(0), 0);
+        t
+    }
+
     fn tables(rules: &[String]) -> Ofproto {
-        let mut o = Ofproto::new(Arc::new(PortTable::new(vec![1, 2, 3, 4])), 1);
+        let mut o = Ofproto::new(Arc::new(vlan_ports()), 1);
         // Random combinations may be invalid (a field twice, a conflict): those are skipped.
         for rule in rules.iter().filter_map(|r| parse_flow(r, &Ports).ok()) {
             o.add(rule, 0).unwrap();
@@ -665,15 +737,18 @@ mod tests {
             other in key(),
         ) {
             let o = tables(&rules);
+            let macs = macs();
             let mut wc = FlowKey::ZERO;
             let mut first = Translation::default();
-            translate(o.tables(), o.ports(), &key, XlateOptions { wildcards: Some(&mut wc), ..Default::default() }, &mut first);
+            let opts = XlateOptions { wildcards: Some(&mut wc), macs: Some(MacAccess::Read(&macs)), ..Default::default() };
+            translate(o.tables(), o.ports(), &key, opts, &mut first);
             let mut blended = FlowKey::ZERO;
             for i in 0..KEY_WORDS {
                 blended.set_word(i, (key.word(i) & wc.word(i)) | (other.word(i) & !wc.word(i)));
             }
             let mut second = Translation::default();
-            translate(o.tables(), o.ports(), &blended, XlateOptions::default(), &mut second);
+            let opts = XlateOptions { macs: Some(MacAccess::Read(&macs)), ..Default::default() };
+            translate(o.tables(), o.ports(), &blended, opts, &mut second);
             prop_assert_eq!(&first, &second, "key {:?}\nblended {:?}\nwc {:?}\nrules {:#?}", key, blended, wc, rules);
         }
     }
