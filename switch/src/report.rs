@@ -239,6 +239,10 @@ pub struct Window {
 pub struct PortWindow {
     /// Name from the config.
     pub name: String,
+    /// Received in the window.
+    pub rx_packets: u64,
+    /// Transmitted in the window.
+    pub tx_packets: u64,
     /// Received, millions of packets per second.
     pub rx_mpps: f64,
     /// Transmitted, millions of packets per second.

@@ -114,6 +114,8 @@ impl Snapshot {
             .zip(self.ports.iter().zip(&start.ports))
             .map(|(pc, (now, then))| PortWindow {
                 name: pc.name.clone(),
+                rx_packets: now.0.saturating_sub(then.0),
+                tx_packets: now.1.saturating_sub(then.1),
                 rx_mpps: mpps(now.0.saturating_sub(then.0)),
                 tx_mpps: mpps(now.1.saturating_sub(then.1)),
             })

@@ -49,6 +49,8 @@ struct PortDef {
     input: Vec<Vec<u8>>,
     /// Devargs other than the default pcap pair (then nothing is captured).
     devargs: Option<String>,
+    /// More keys for its `[[port]]` table (`tag = 10`).
+    keys: String,
 }
 
 /// A switch to run: ports with their input traffic, and flow rules.
@@ -80,7 +82,13 @@ impl Switch {
 
     /// Adds a port that receives `input` (in order) and captures what it transmits.
     pub fn port(mut self, name: &str, input: Vec<Vec<u8>>) -> Self {
-        self.ports.push(PortDef { name: name.into(), input, devargs: None });
+        self.ports.push(PortDef { name: name.into(), input, devargs: None, keys: String::new() });
+        self
+    }
+
+    /// Like [`port`](Self::port), with more TOML keys for its `[[port]]` table (VLAN settings).
+    pub fn port_with(mut self, name: &str, input: Vec<Vec<u8>>, keys: &str) -> Self {
+        self.ports.push(PortDef { name: name.into(), input, devargs: None, keys: keys.into() });
         self
     }
 
@@ -88,7 +96,7 @@ impl Switch {
     /// and output are not managed by the harness.
     pub fn raw_port(mut self, name: &str, devargs: &str) -> Self {
         let devargs = devargs.replace("{dir}", &self.dir.path().display().to_string());
-        self.ports.push(PortDef { name: name.into(), input: Vec::new(), devargs: Some(devargs) });
+        self.ports.push(PortDef { name: name.into(), input: Vec::new(), devargs: Some(devargs), keys: String::new() });
         self
     }
 
@@ -135,7 +143,7 @@ impl Switch {
                     format!("net_pcap{i},rx_pcap={}.in.pcap,tx_pcap={}.out.pcap", p.name, p.name)
                 }
             };
-            toml.push_str(&format!("[[port]]\nname = \"{}\"\ndevargs = \"{devargs}\"\n", p.name));
+            toml.push_str(&format!("[[port]]\nname = \"{}\"\ndevargs = \"{devargs}\"\n{}", p.name, p.keys));
         }
         toml.push_str("[flows]\nrules = [\n");
         for r in &self.rules {
@@ -163,6 +171,14 @@ impl Switch {
     /// Runs the switch for `secs` seconds (for endless sources); checks only that nothing leaked.
     pub fn run_for(&self, secs: f64) -> Outcome {
         let outcome = self.run_with(&["--duration", &secs.to_string()], 0);
+        assert_eq!(outcome.stats["mempool"]["in_use"], 0, "mbufs leaked\n{}", outcome.log);
+        outcome
+    }
+
+    /// Runs the switch for `secs` seconds and reports a window that starts after `warmup` seconds
+    /// (in `stats["window"]`); checks only that nothing leaked.
+    pub fn run_with_window(&self, secs: f64, warmup: f64) -> Outcome {
+        let outcome = self.run_with(&["--duration", &secs.to_string(), "--warmup", &warmup.to_string()], 0);
         assert_eq!(outcome.stats["mempool"]["in_use"], 0, "mbufs leaked\n{}", outcome.log);
         outcome
     }
