@@ -291,24 +291,40 @@ fn mac_table(config: &Config, ports: &PortTable) -> MacTable {
     table
 }
 
-/// Which PMD polls each receive queue: pinned queues (`pmd_rxq_affinity`) go to the (first) PMD
-/// on their core, the others round-robin over all PMDs.
+/// Which PMD polls each receive queue, as (port index, queue, PMD index). Pinned queues
+/// (`pmd_rxq_affinity`) go to a PMD on their core (round-robin when several PMDs share it). As
+/// OVS's `pmd-rxq-isolate`, a PMD with a pinned queue polls only pinned queues: the others go
+/// round-robin over the remaining PMDs (over all of them when every PMD has a pinned queue).
 fn assign_rxqs(config: &Config) -> Vec<(usize, u16, usize)> {
     let cores = &config.datapath.pmd_cores;
+    let pinned_on =
+        |pc: &ferrovs_config::PortConfig, q: u16| pc.pmd_rxq_affinity.iter().find(|(pq, _)| *pq == q).map(|(_, c)| *c);
     let mut out = Vec::new();
-    let mut next = 0;
+    let mut isolated = vec![false; cores.len()];
+    let mut next_on_core: Vec<usize> = vec![0; cores.len()];
     for (idx, pc) in config.ports.iter().enumerate() {
         for q in 0..pc.rx_queues {
-            let pmd = match pc.pmd_rxq_affinity.iter().find(|(pq, _)| *pq == q) {
-                Some((_, core)) => cores.iter().position(|c| c == core).expect("validated"),
-                None => {
-                    next += 1;
-                    (next - 1) % cores.len()
-                }
-            };
+            let Some(core) = pinned_on(pc, q) else { continue };
+            let on_core: Vec<usize> = (0..cores.len()).filter(|&p| cores[p] == core).collect();
+            let first = on_core[0]; // validated: the core is a PMD core
+            let pmd = on_core[next_on_core[first] % on_core.len()];
+            next_on_core[first] += 1;
+            isolated[pmd] = true;
             out.push((idx, q, pmd));
         }
     }
+    let mut free: Vec<usize> = (0..cores.len()).filter(|&p| !isolated[p]).collect();
+    if free.is_empty() {
+        free = (0..cores.len()).collect();
+    }
+    let mut next = 0;
+    for (idx, pc) in config.ports.iter().enumerate() {
+        for q in (0..pc.rx_queues).filter(|&q| pinned_on(pc, q).is_none()) {
+            out.push((idx, q, free[next % free.len()]));
+            next += 1;
+        }
+    }
+    out.sort_unstable();
     out
 }
 
@@ -475,4 +491,43 @@ fn pcap_packets(path: &Path) -> u64 {
         Some(n)
     });
     count.unwrap_or_else(|| std::fs::metadata(path).map_or(0, |m| m.len() / 76))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrovs_config::Host;
+
+    fn config(pmd_cores: &str, ports: &[(u16, &str)]) -> Config {
+        let mut text = format!("[datapath]\npmd_cores = {pmd_cores}\nallow_shared_cores = true\n");
+        for (i, (queues, pins)) in ports.iter().enumerate() {
+            text.push_str(&format!("[[port]]\nname = \"p{i}\"\ndevargs = \"net_null{i}\"\nrx_queues = {queues}\n"));
+            if !pins.is_empty() {
+                text.push_str(&format!("pmd_rxq_affinity = \"{pins}\"\n"));
+            }
+        }
+        Config::parse(&text, Path::new("."), &Host { cpus: vec![0, 1, 2, 3] }).unwrap()
+    }
+
+    #[test]
+    fn unpinned_queues_round_robin_over_all_pmds() {
+        let c = config("[1, 2]", &[(2, ""), (1, "")]);
+        assert_eq!(assign_rxqs(&c), [(0, 0, 0), (0, 1, 1), (1, 0, 0)]);
+    }
+
+    #[test]
+    fn a_pmd_with_a_pinned_queue_polls_only_pinned_queues() {
+        let c = config("[1, 2, 3]", &[(2, "1:2"), (2, "")]);
+        // PMD 1 (core 2) has p0's queue 1 alone; the rest go round-robin over PMDs 0 and 2.
+        assert_eq!(assign_rxqs(&c), [(0, 0, 0), (0, 1, 1), (1, 0, 2), (1, 1, 0)]);
+    }
+
+    #[test]
+    fn pins_to_a_shared_core_spread_over_its_pmds() {
+        let c = config("[1, 1]", &[(2, "0:1,1:1")]);
+        assert_eq!(assign_rxqs(&c), [(0, 0, 0), (0, 1, 1)]);
+        // Every PMD isolated: unpinned queues still get polled.
+        let c = config("[1, 1]", &[(2, "0:1,1:1"), (1, "")]);
+        assert_eq!(assign_rxqs(&c)[2], (1, 0, 0));
+    }
 }
