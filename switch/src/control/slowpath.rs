@@ -19,6 +19,8 @@ use crate::ofproto::{Credit, MacAccess, Ofproto, Rule, Translation, XlateOptions
 
 /// Seconds a megaflow may go unused before it is removed (as Open vSwitch's `max-idle`).
 pub const MEGAFLOW_IDLE_SECS: u64 = 10;
+/// Fewest megaflow removals that make a flow cache sweep worth its walk.
+const SWEEP_AFTER_REMOVALS: usize = 1024;
 
 /// What the slow path did, for the report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -73,6 +75,8 @@ pub struct SlowPath {
     /// References in `by_dst` and `by_any`, live or stale (to know when to prune).
     indexed: usize,
     changed: Vec<MacKey>,
+    /// Megaflows removed since the flow cache was last swept of entries leading to them.
+    removed_since_sweep: usize,
     /// What it did.
     pub counters: SlowPathCounters,
 }
@@ -90,6 +94,7 @@ impl SlowPath {
             by_any: Vec::new(),
             indexed: 0,
             changed: Vec::new(),
+            removed_since_sweep: 0,
             counters: SlowPathCounters::default(),
         }
     }
@@ -220,15 +225,27 @@ impl SlowPath {
         covered && t == *translation
     }
 
-    /// Removes megaflows `ids`, then waits until no PMD can still be using them and drops the
-    /// flow cache entries that led to them.
+    /// Removes megaflows `ids`, then waits until no PMD can still be using them. The flow cache
+    /// entries that led to them are stale from the removal on (a removed megaflow's generation
+    /// moves, so they miss) and are swept later, in bulk: a sweep walks the whole cache, far too
+    /// slow to do for each MAC move.
     fn remove_all(&mut self, ids: &[u32]) {
         for id in ids {
             self.writer.remove(*id);
         }
         if !ids.is_empty() {
             self.writer.synchronize();
+            self.removed_since_sweep += ids.len();
+        }
+    }
+
+    /// Sweeps stale flow cache entries once enough megaflows are gone to make the walk worth it
+    /// (stale entries only take room: lookups already miss on them).
+    fn maybe_sweep_cache(&mut self) {
+        let worth = (self.writer.cache_len() / 16).max(SWEEP_AFTER_REMOVALS);
+        if self.removed_since_sweep >= worth || (self.removed_since_sweep > 0 && self.writer.megaflow_count() == 0) {
             self.writer.sweep_cache();
+            self.removed_since_sweep = 0;
         }
     }
 
@@ -320,6 +337,7 @@ impl SlowPath {
             self.writer.remove(*id);
         }
         self.counters.megaflows_idle_removed += idle.len() as u64;
+        self.removed_since_sweep += idle.len();
         self.macs.expire(now_tsc);
         self.apply_mac_changes();
         self.prune_index();
@@ -330,9 +348,8 @@ impl SlowPath {
                 log::info!("flow expired: {}", describe(&r.spec));
             }
             self.revalidate();
-        } else if !idle.is_empty() {
-            self.writer.sweep_cache();
         }
+        self.maybe_sweep_cache();
     }
 }
 

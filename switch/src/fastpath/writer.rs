@@ -62,6 +62,10 @@ pub struct TablesWriter {
     cache: CuckooWriter,
     megaflows: CuckooWriter,
     records: Vec<Option<MegaflowRecord>>,
+    /// Ids of the installed megaflows, densely (so walks cost what is installed, not the table's
+    /// capacity), and each id's position in it.
+    live: Vec<u32>,
+    live_pos: Vec<u32>,
     free_ids: Vec<u32>,
     retired_ids: VecDeque<(u64, u32)>,
     subtables: Vec<Option<SubtableRec>>,
@@ -108,6 +112,8 @@ impl TablesWriter {
             cache,
             megaflows,
             records: vec![None; max_megaflows.max(1)],
+            live: Vec::new(),
+            live_pos: vec![u32::MAX; max_megaflows.max(1)],
             free_ids: (0..max_megaflows.max(1) as u32).rev().collect(),
             retired_ids: VecDeque::new(),
             subtables: vec![None; MAX_SUBTABLES],
@@ -141,7 +147,7 @@ impl TablesWriter {
 
     /// Every installed megaflow.
     pub fn records(&self) -> impl Iterator<Item = &MegaflowRecord> {
-        self.records.iter().flatten()
+        self.live.iter().filter_map(|&id| self.records[id as usize].as_ref())
     }
 
     /// The megaflow installed in slot `id`, if any.
@@ -290,6 +296,8 @@ impl TablesWriter {
             seen,
             used_tsc: crate::dpdk::rdtsc(),
         });
+        self.live_pos[id as usize] = self.live.len() as u32;
+        self.live.push(id);
         let rec = self.subtables[st].as_mut().expect("exists");
         rec.megaflows += 1;
         // Re-rank on a new subtable and whenever a count crosses a power of two (cheap, rare).
@@ -308,6 +316,11 @@ impl TablesWriter {
     /// [`synchronize`](Self::synchronize) before relying on its absence.
     pub fn remove(&mut self, id: u32) -> Option<MegaflowRecord> {
         let rec = self.records.get_mut(id as usize)?.take()?;
+        let pos = std::mem::replace(&mut self.live_pos[id as usize], u32::MAX) as usize;
+        self.live.swap_remove(pos);
+        if let Some(&moved) = self.live.get(pos) {
+            self.live_pos[moved as usize] = pos as u32;
+        }
         let tag = self.subtables[rec.subtable].as_ref().expect("subtable of a live megaflow").tag;
         let (m, h) = Self::tagged(&rec.key, &rec.mask, tag);
         self.megaflows.remove(&m, h);
@@ -377,7 +390,7 @@ impl TablesWriter {
 
     /// Ids of every installed megaflow.
     pub fn ids(&self) -> Vec<u32> {
-        self.records().map(|r| r.handle.id).collect()
+        self.live.clone()
     }
 
     /// Waits until every PMD has passed a quiescent point: after it, nothing removed before
