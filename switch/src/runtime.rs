@@ -182,12 +182,12 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
     for pc in &config.ports {
         let port = Port::attach(&eal, &pc.name, &pc.devargs.to_string())?;
         let info = port.info()?;
-        let setup = PortSetup {
-            rx_queues: pc.rx_queues,
-            tx_queues: (senders as u16).clamp(1, info.max_tx_queues.max(1)),
-            rx_desc: pc.rx_desc,
-            tx_desc: pc.tx_desc,
-        };
+        let mut tx_queues = (senders as u16).clamp(1, info.max_tx_queues.max(1));
+        if info.driver == "net_tap" {
+            // A tap wants as many transmit queues as receive queues; senders then share them.
+            tx_queues = pc.rx_queues;
+        }
+        let setup = PortSetup { rx_queues: pc.rx_queues, tx_queues, rx_desc: pc.rx_desc, tx_desc: pc.tx_desc };
         ports.push(SwitchPort { port, driver: info.driver, setup });
     }
 

@@ -101,7 +101,8 @@ fn learning_moves_and_aging_revalidate_exactly_the_affected_megaflows() {
     s.housekeeping(20 + AGING, u64::MAX);
     assert_eq!(s.mac_table().lookup(&MacKey::new(0, mac(1))), None);
     assert_eq!(installed(&s, &b_to_a), None);
-    assert_eq!(installed(&s, &c_to_b), Some(vec![1]), "B has not aged: it spoke at 30");
+    assert_eq!(s.mac_table().lookup(&MacKey::new(0, mac(2))), Some(PortIdx(1)), "B spoke at 30");
+    assert_eq!(installed(&s, &c_to_b), None, "C aged (it spoke at 0): its next frame must be learned again");
     assert_eq!(miss(&mut s, &b_to_a, 20 + AGING), [0, 2]);
     assert!(s.counters.megaflows_mac_invalidated >= 3, "{:?}", s.counters);
 }
@@ -115,6 +116,28 @@ fn a_static_mac_neither_moves_nor_ages() {
     assert_eq!(miss(&mut s, &key(1, 2, 3), 1), [1]);
     assert_eq!(s.mac_table().lookup(&MacKey::new(0, mac(1))), Some(PortIdx(0)));
     s.housekeeping(10 * AGING, u64::MAX);
-    assert_eq!(installed(&s, &key(2, 1, 2)), Some(vec![0]));
+    assert_eq!(s.mac_table().lookup(&MacKey::new(0, mac(1))), Some(PortIdx(0)));
+    assert_eq!(miss(&mut s, &key(2, 1, 2), 10 * AGING), [0]);
     assert_eq!(s.mac_table().counters.moved, 0);
+}
+
+/// A frame from a MAC's old port must be learned again (moving it back), so the megaflows that
+/// learned it there go when it moves: otherwise their hits would keep the old port's traffic
+/// from ever reaching the slow path.
+#[test]
+fn a_move_removes_the_megaflows_that_learned_the_old_port() {
+    let mut s = switch();
+    let a_to_b_on_1 = key(1, 2, 1);
+    assert_eq!(miss(&mut s, &a_to_b_on_1, 0), [1, 2]);
+    let c_to_b_on_2 = key(3, 2, 2);
+    assert_eq!(miss(&mut s, &c_to_b_on_2, 0), [0, 2]);
+    // A moves to port 3: the megaflow from A on port 1 goes, C's stays.
+    assert_eq!(miss(&mut s, &key(1, 2, 3), 10), [0, 1]);
+    assert_eq!(installed(&s, &a_to_b_on_1), None);
+    assert!(installed(&s, &c_to_b_on_2).is_some());
+    // So A's next frame on port 1 is a miss, and moves A back.
+    miss(&mut s, &a_to_b_on_1, 20);
+    assert_eq!(s.mac_table().lookup(&MacKey::new(0, mac(1))), Some(PortIdx(0)));
+    assert_eq!(installed(&s, &key(1, 2, 3)), None, "and the megaflow from port 3 goes in turn");
+    assert_eq!(s.mac_table().counters.moved, 2);
 }

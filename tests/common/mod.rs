@@ -5,7 +5,9 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod live;
 pub mod ovs;
+pub mod tap;
 pub mod traffic;
 
 use std::collections::BTreeMap;

@@ -5,13 +5,17 @@
 //! from an rx pcap and writes what OVS sends it to a tx pcap. Rules use port numbers. OVS starts
 //! with a PMD mask naming a CPU that does not exist, so no port is polled until every port and
 //! rule is installed (otherwise the first packets race the bridge's port map and are lost as
-//! upcall errors); then the mask moves to CPU 1 and traffic flows. Runs are serialised: the netdev
-//! datapath's taps (`ovs-netdev`, `br0`) allow one OVS per network namespace.
+//! upcall errors); then the mask moves to CPU 1 and traffic flows. Runs are serialised, within the
+//! process and across processes (a file lock): the netdev datapath's taps (`ovs-netdev`, `br0`)
+//! allow one OVS per network namespace.
+//!
+//! [`start_daemons`] (database, switch, an empty bridge) is shared with the live harness
+//! (`live.rs`), which adds `net_tap` ports instead of pcaps.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{read_pcap, write_pcap};
@@ -21,21 +25,58 @@ const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 
 /// One OVS at a time in this process (the netdev datapath's taps are per namespace).
 static OVS_LOCK: Mutex<()> = Mutex::new(());
+/// ... and on this machine: every test process takes this file lock too.
+const OVS_LOCK_FILE: &str = "/tmp/ferrovs-tests-ovs.lock";
+
+/// An exclusive `flock` on [`OVS_LOCK_FILE`], held until dropped (or the process dies).
+pub struct MachineLock(std::fs::File);
+
+impl MachineLock {
+    /// Waits for the lock.
+    pub fn take() -> Result<Self, String> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(OVS_LOCK_FILE)
+            .map_err(|e| format!("{OVS_LOCK_FILE}: {e}"))?;
+        loop {
+            // SAFETY: flock on a file descriptor we own; no memory is involved.
+            let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) };
+            if rc == 0 {
+                return Ok(Self(file));
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(format!("flock {OVS_LOCK_FILE}: {e}"));
+            }
+        }
+    }
+}
 
 /// Whether OVS with DPDK is installed.
 pub fn ovs_installed() -> bool {
     Path::new(VSWITCHD).exists()
 }
 
-/// The daemons of one run; dropping it stops them (by PID) and removes their runtime files.
-struct Daemons {
+/// The daemons of one run; dropping it stops them (by PID), removes their runtime files and lets
+/// the next run start.
+pub struct Daemons {
     dir: PathBuf,
     prefix: String,
     ovsdb: Option<u32>,
     vswitchd: Option<u32>,
+    _tmp: tempfile::TempDir,
+    _one_per_machine: MachineLock,
+    _one_at_a_time: MutexGuard<'static, ()>,
 }
 
 impl Daemons {
+    /// The runtime directory (database, sockets, logs).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn cmd(&self, program: &str) -> Command {
         let mut c = Command::new(program);
         for var in ["OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR"] {
@@ -45,7 +86,7 @@ impl Daemons {
     }
 
     /// Runs an OVS command; an error carries the command, its stderr and the log's tail.
-    fn run(&self, program: &str, args: &[&str]) -> Result<String, String> {
+    pub fn run(&self, program: &str, args: &[&str]) -> Result<String, String> {
         let out = self.cmd(program).args(args).output().map_err(|e| format!("{program}: {e}"))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -60,24 +101,67 @@ impl Daemons {
         }
     }
 
-    fn vsctl(&self, args: &[&str]) -> Result<String, String> {
+    /// `ovs-vsctl` against this run's database.
+    pub fn vsctl(&self, args: &[&str]) -> Result<String, String> {
         let db = format!("--db=unix:{}/db.sock", self.dir.display());
         let mut all = vec!["--timeout=30", db.as_str()];
         all.extend_from_slice(args);
         self.run("ovs-vsctl", &all)
     }
 
-    fn appctl(&self, target: &str, args: &[&str]) -> Result<String, String> {
+    /// `ovs-appctl -t TARGET` (`vswitchd.ctl` or `ovsdb.ctl`).
+    pub fn appctl(&self, target: &str, args: &[&str]) -> Result<String, String> {
         let t = self.dir.join(target).display().to_string();
         let mut all = vec!["-t", t.as_str()];
         all.extend_from_slice(args);
         self.run("ovs-appctl", &all)
     }
 
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("vswitchd.log")).unwrap_or_default();
+    /// The last 30 lines of ovs-vswitchd's log.
+    pub fn log_tail(&self) -> String {
+        let log = self.log();
         let lines: Vec<&str> = log.lines().collect();
         format!("--- ovs-vswitchd.log (tail)\n{}", lines[lines.len().saturating_sub(30)..].join("\n"))
+    }
+
+    /// ovs-vswitchd's whole log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("vswitchd.log")).unwrap_or_default()
+    }
+
+    /// Adds `rules` (ovs-ofctl syntax) to br0, one at a time, each in an OpenFlow version that can
+    /// express it: OpenFlow 1.0 (with Nicira extensions) first, whose actions may ignore missing
+    /// prerequisites; OpenFlow 1.5 for what 1.0 cannot say (push_vlan).
+    pub fn add_rules(&self, rules: &[String]) -> Result<(), String> {
+        for rule in rules {
+            if let Err(e) = self.run("ovs-ofctl", &["add-flow", "br0", rule]) {
+                if !e.contains("usable flow formats") {
+                    return Err(e);
+                }
+                self.run("ovs-ofctl", &["-O", "OpenFlow15", "add-flow", "br0", rule])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets a PMD thread on CPU 1 poll the ports.
+    pub fn start_pmd(&self) -> Result<(), String> {
+        self.vsctl(&["set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x2"]).map(drop)
+    }
+
+    /// Stops the daemons (by PID) and removes DPDK's runtime files; the runtime directory stays
+    /// until the value is dropped.
+    pub fn stop(&mut self) {
+        if let Some(pid) = self.vswitchd.take() {
+            let _ = self.appctl("vswitchd.ctl", &["exit", "--cleanup"]);
+            stop(pid);
+        }
+        if let Some(pid) = self.ovsdb.take() {
+            let _ = self.appctl("ovsdb.ctl", &["exit"]);
+            stop(pid);
+        }
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.prefix));
+        wait_for_taps_gone(Duration::from_secs(5));
     }
 
     fn pid(&self, file: &str) -> Option<u32> {
@@ -111,16 +195,7 @@ fn stop(pid: u32) {
 
 impl Drop for Daemons {
     fn drop(&mut self) {
-        if let Some(pid) = self.vswitchd {
-            let _ = self.appctl("vswitchd.ctl", &["exit", "--cleanup"]);
-            stop(pid);
-        }
-        if let Some(pid) = self.ovsdb {
-            let _ = self.appctl("ovsdb.ctl", &["exit"]);
-            stop(pid);
-        }
-        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.prefix));
-        wait_for_taps_gone();
+        self.stop();
     }
 }
 
@@ -147,8 +222,8 @@ fn taps_present() -> bool {
     ["ovs-netdev", "br0"].iter().any(|t| Path::new(&format!("/sys/class/net/{t}")).exists())
 }
 
-fn wait_for_taps_gone() -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
+fn wait_for_taps_gone(timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
     while taps_present() {
         if Instant::now() > deadline {
             return false;
@@ -183,13 +258,18 @@ fn port_counters(d: &Daemons, n_ports: usize) -> Result<(u64, u64), String> {
     Ok((rx, tx))
 }
 
-/// Runs OVS once over `ports` (name, input frames) with `rules` (ovs-ofctl syntax, port numbers);
-/// returns what each port transmitted.
-pub fn run_ovs(ports: &[(&str, Vec<Vec<u8>>)], rules: &[String]) -> Result<BTreeMap<String, Vec<Vec<u8>>>, String> {
+/// A PMD mask naming a CPU that does not exist: no PMD polls anything until everything is in place.
+pub const NO_PMD: &str = "0x8000000000000000";
+
+/// Starts ovsdb-server and ovs-vswitchd (DPDK on CPU 0, PMDs on `pmd_mask`, e.g. [`NO_PMD`]) with
+/// an empty netdev bridge `br0` in fail-mode secure. Holds the one-OVS-at-a-time lock until the
+/// returned value is dropped. `tag` names the DPDK file prefix.
+pub fn start_daemons(tag: &str, pmd_mask: &str) -> Result<Daemons, String> {
     assert!(ovs_installed(), "Open vSwitch with DPDK is not installed: run scripts/setup.sh --with-ovs");
-    let _one_at_a_time = OVS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let lock = OVS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let machine_lock = MachineLock::take()?;
     remove_stale_taps();
-    if !wait_for_taps_gone() {
+    if !wait_for_taps_gone(Duration::from_secs(60)) {
         return Err("another OVS userspace datapath runs in this network namespace (taps ovs-netdev/br0 exist)".into());
     }
     let tmp = tempfile::Builder::new().prefix("ovs").tempdir_in("/tmp").map_err(|e| e.to_string())?;
@@ -197,9 +277,12 @@ pub fn run_ovs(ports: &[(&str, Vec<Vec<u8>>)], rules: &[String]) -> Result<BTree
     let run_no = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut d = Daemons {
         dir: tmp.path().to_path_buf(),
-        prefix: format!("ovsdiff{}_{run_no}", std::process::id()),
+        prefix: format!("{tag}{}_{run_no}", std::process::id()),
         ovsdb: None,
         vswitchd: None,
+        _tmp: tmp,
+        _one_per_machine: machine_lock,
+        _one_at_a_time: lock,
     };
     let dir = d.dir.display().to_string();
     let db = format!("{dir}/conf.db");
@@ -225,8 +308,7 @@ pub fn run_ovs(ports: &[(&str, Vec<Vec<u8>>)], rules: &[String]) -> Result<BTree
         ".",
         "other_config:dpdk-init=true",
         "other_config:dpdk-lcore-mask=0x1",
-        // A CPU that does not exist: no PMD polls anything until everything is in place.
-        "other_config:pmd-cpu-mask=0x8000000000000000",
+        &format!("other_config:pmd-cpu-mask={pmd_mask}"),
         &format!("other_config:dpdk-extra=--no-pci --file-prefix={}", d.prefix),
         "other_config:dpdk-socket-mem=512",
     ])?;
@@ -243,32 +325,39 @@ pub fn run_ovs(ports: &[(&str, Vec<Vec<u8>>)], rules: &[String]) -> Result<BTree
     )?;
     d.vswitchd = d.pid("vswitchd.pid");
     d.vsctl(&["add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev", "fail-mode=secure"])?;
+    Ok(d)
+}
+
+/// Adds DPDK port `name` as OpenFlow port `ofport` with `devargs` and `extra` Interface columns
+/// (`options:n_rxq=2`, ...); fails if OVS reports an error on the interface.
+pub fn add_dpdk_port(d: &Daemons, name: &str, ofport: usize, devargs: &str, extra: &[&str]) -> Result<(), String> {
+    let devargs = format!("options:dpdk-devargs={devargs}");
+    let ofport = format!("ofport_request={ofport}");
+    let mut args = vec!["add-port", "br0", name, "--", "set", "Interface", name, "type=dpdk", &ofport, &devargs];
+    args.extend_from_slice(extra);
+    d.vsctl(&args)?;
+    let err = d.vsctl(&["get", "Interface", name, "error"])?;
+    if err.trim() != "[]" {
+        return Err(format!("port {name}: {err}{}", d.log_tail()));
+    }
+    Ok(())
+}
+
+/// Runs OVS once over `ports` (name, input frames) with `rules` (ovs-ofctl syntax, port numbers);
+/// returns what each port transmitted.
+pub fn run_ovs(ports: &[(&str, Vec<Vec<u8>>)], rules: &[String]) -> Result<BTreeMap<String, Vec<Vec<u8>>>, String> {
+    let mut d = start_daemons("ovsdiff", NO_PMD)?;
     let mut outputs = Vec::new();
     for (i, (name, input)) in ports.iter().enumerate() {
         let rx = d.dir.join(format!("{name}.in.pcap"));
         let tx = d.dir.join(format!("{name}.out.pcap"));
         write_pcap(&rx, input);
-        let devargs = format!("options:dpdk-devargs=net_pcap{i},rx_pcap={},tx_pcap={}", rx.display(), tx.display());
-        let ofport = format!("ofport_request={}", i + 1);
-        d.vsctl(&["add-port", "br0", name, "--", "set", "Interface", name, "type=dpdk", &ofport, &devargs])?;
-        let err = d.vsctl(&["get", "Interface", name, "error"])?;
-        if err.trim() != "[]" {
-            return Err(format!("port {name}: {err}{}", d.log_tail()));
-        }
+        let devargs = format!("net_pcap{i},rx_pcap={},tx_pcap={}", rx.display(), tx.display());
+        add_dpdk_port(&d, name, i + 1, &devargs, &[])?;
         outputs.push((name.to_string(), tx));
     }
-    // One rule at a time, each in an OpenFlow version that can express it: OpenFlow 1.0 (with
-    // Nicira extensions) first, whose actions may ignore missing prerequisites; OpenFlow 1.5 for
-    // what 1.0 cannot say (push_vlan).
-    for rule in rules {
-        if let Err(e) = d.run("ovs-ofctl", &["add-flow", "br0", rule]) {
-            if !e.contains("usable flow formats") {
-                return Err(e);
-            }
-            d.run("ovs-ofctl", &["-O", "OpenFlow15", "add-flow", "br0", rule])?;
-        }
-    }
-    d.vsctl(&["set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x2"])?;
+    d.add_rules(rules)?;
+    d.start_pmd()?;
 
     // Wait until every input packet has been received and transmissions have settled.
     let want: u64 = ports.iter().map(|(_, input)| input.len() as u64).sum();
@@ -290,6 +379,6 @@ pub fn run_ovs(ports: &[(&str, Vec<Vec<u8>>)], rules: &[String]) -> Result<BTree
         std::thread::sleep(Duration::from_millis(50));
     }
     // Stopping OVS closes the ports, which completes the tx pcaps.
-    drop(d);
+    d.stop();
     Ok(outputs.into_iter().map(|(name, tx)| (name, read_pcap(&tx))).collect())
 }

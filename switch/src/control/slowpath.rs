@@ -67,12 +67,13 @@ pub struct SlowPath {
     writer: TablesWriter,
     control_slot: usize,
     macs: MacTable,
-    /// NORMAL megaflows by the MAC table entry their destination lookup read (entries may be
-    /// stale: each is checked against the live record before use).
-    by_dst: FxHashMap<MacKey, Vec<MegaflowRef>>,
+    /// NORMAL megaflows by the MAC table entries they depend on: the one their destination
+    /// lookup read, and the one their source was learned into (entries may be stale: each is
+    /// checked against the live record before use).
+    by_mac: FxHashMap<MacKey, Vec<MegaflowRef>>,
     /// NORMAL megaflows that ran NORMAL more than once: any MAC change may affect them.
     by_any: Vec<MegaflowRef>,
-    /// References in `by_dst` and `by_any`, live or stale (to know when to prune).
+    /// References in `by_mac` and `by_any`, live or stale (to know when to prune).
     indexed: usize,
     changed: Vec<MacKey>,
     /// Megaflows removed since the flow cache was last swept of entries leading to them.
@@ -90,7 +91,7 @@ impl SlowPath {
             writer,
             control_slot,
             macs: MacTable::new(ferrovs_config::DEFAULT_MAC_TABLE_SIZE, u64::MAX),
-            by_dst: FxHashMap::default(),
+            by_mac: FxHashMap::default(),
             by_any: Vec::new(),
             indexed: 0,
             changed: Vec::new(),
@@ -250,17 +251,27 @@ impl SlowPath {
     }
 
     fn index_normal(&mut self, t: &Translation, handle: MegaflowRef) {
-        if t.mac.more {
+        let deps = t.mac;
+        if deps.more {
             self.by_any.push(handle);
-        } else if let Some(dst) = t.mac.dst {
-            self.by_dst.entry(dst).or_default().push(handle);
-        } else {
+            self.indexed += 1;
             return;
         }
-        self.indexed += 1;
+        for key in [deps.dst, deps.src.filter(|s| Some(*s) != deps.dst)].into_iter().flatten() {
+            self.by_mac.entry(key).or_default().push(handle);
+            self.indexed += 1;
+        }
     }
 
-    /// Revalidates the megaflows whose NORMAL decision read a MAC table entry that changed
+    /// Whether a NORMAL megaflow's source is still learned on its input port. Once the MAC has
+    /// moved (or aged out), the megaflow must go, so that the next frame from the old port
+    /// reaches the slow path and is learned again, as it would be without the megaflow.
+    fn source_still_here(&self, key: &FlowKey, t: &Translation) -> bool {
+        let Some(src) = t.mac.src else { return true };
+        self.macs.lookup(&src).is_some_and(|port| self.ofproto.ports().index_of(key.in_port()) == Some(port))
+    }
+
+    /// Revalidates the megaflows whose NORMAL decision depends on a MAC table entry that changed
     /// (learned, moved, aged, evicted) since the last call; returns how many were removed.
     pub fn apply_mac_changes(&mut self) -> usize {
         if !self.macs.has_changes() {
@@ -270,23 +281,34 @@ impl SlowPath {
         self.macs.take_changes(&mut changed);
         changed.sort_unstable();
         changed.dedup();
-        let mut suspects: Vec<MegaflowRef> = Vec::new();
+        // (key it was indexed under, megaflow): `None` for the ones any change may affect.
+        let mut suspects: Vec<(Option<MacKey>, MegaflowRef)> = Vec::new();
         for key in &changed {
-            if let Some(refs) = self.by_dst.remove(key) {
+            if let Some(refs) = self.by_mac.remove(key) {
                 self.indexed -= refs.len();
-                suspects.extend(refs);
+                suspects.extend(refs.into_iter().map(|r| (Some(*key), r)));
             }
         }
         self.indexed -= self.by_any.len();
-        suspects.append(&mut self.by_any);
+        suspects.extend(self.by_any.drain(..).map(|r| (None, r)));
+        let mut verdicts: FxHashMap<u32, bool> = FxHashMap::default();
         let mut stale = Vec::new();
-        for handle in suspects {
+        for (key, handle) in suspects {
             let Some(rec) = self.writer.record(handle.id).filter(|r| r.handle == handle) else { continue };
-            if self.still_valid(&rec.key, &rec.mask, &rec.translation) {
-                let t = rec.translation.mac;
-                self.index_normal(&Translation { mac: t, ..Default::default() }, handle);
-            } else {
-                stale.push(handle.id);
+            let valid = *verdicts.entry(handle.id).or_insert_with(|| {
+                let valid = self.source_still_here(&rec.key, &rec.translation)
+                    && self.still_valid(&rec.key, &rec.mask, &rec.translation);
+                if !valid {
+                    stale.push(handle.id);
+                }
+                valid
+            });
+            if valid {
+                match key {
+                    Some(k) => self.by_mac.entry(k).or_default().push(handle),
+                    None => self.by_any.push(handle),
+                }
+                self.indexed += 1;
             }
         }
         changed.clear();
@@ -303,12 +325,12 @@ impl SlowPath {
         }
         let writer = &self.writer;
         let live = |h: &MegaflowRef| writer.record(h.id).is_some_and(|r| r.handle == *h);
-        self.by_dst.retain(|_, refs| {
+        self.by_mac.retain(|_, refs| {
             refs.retain(live);
             !refs.is_empty()
         });
         self.by_any.retain(live);
-        self.indexed = self.by_dst.values().map(Vec::len).sum::<usize>() + self.by_any.len();
+        self.indexed = self.by_mac.values().map(Vec::len).sum::<usize>() + self.by_any.len();
     }
 
     /// Periodic work: credit megaflow packets to their rules, remove megaflows idle for
