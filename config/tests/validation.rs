@@ -156,6 +156,31 @@ fn bad_configs_give_one_exact_line() {
          "flows.rules[0]: \"priority=10,in_port=p0\": missing actions= (every rule needs one; use actions=drop to drop)".into()),
         (format!("{PORTS}[flows]\nfile = \"nope.txt\"\n"),
          format!("flows.file: cannot read {d}/nope.txt: No such file or directory (os error 2)")),
+        // VLANs and MAC learning.
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\nvlan_mode = \"hybrid\"\n".into(),
+         "port[0].vlan_mode: \"hybrid\" is not one of \"access\", \"trunk\", \"native-untagged\", \"native-tagged\"".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\ntag = 4096\n".into(),
+         "port[0].tag: a VLAN id is between 0 and 4095, got 4096".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\ntrunks = [10, -1]\n".into(),
+         "port[0].trunks[1]: a VLAN id is between 0 and 4095, got -1".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\ntrunks = [10, 10]\n".into(),
+         "port[0].trunks[1]: VLAN 10 is listed twice".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\ntag = 10\ntrunks = [20]\n".into(),
+         "port[0].trunks: an access port carries only the VLAN of its tag; remove trunks, or set vlan_mode = \"trunk\", \"native-untagged\" or \"native-tagged\"".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\nvlan_mode = \"trunk\"\ntag = 10\n".into(),
+         "port[0].tag: a trunk port has no VLAN of its own; remove tag, or set vlan_mode = \"access\", \"native-untagged\" or \"native-tagged\"".into()),
+        ("[bridge]\nmac_table_size = 0\n".into(), "bridge.mac_table_size: must be between 1 and 1048576, got 0".into()),
+        ("[bridge]\nmac_aging_secs = 0\n".into(), "bridge.mac_aging_secs: must be between 1 and 86400, got 0".into()),
+        (format!("{PORTS}[bridge]\nstatic_macs = [{{ mac = \"02:00:00:00:00:zz\", port = \"p0\" }}]\n"),
+         "bridge.static_macs[0].mac: \"02:00:00:00:00:zz\" is not a MAC address (xx:xx:xx:xx:xx:xx)".into()),
+        (format!("{PORTS}[bridge]\nstatic_macs = [{{ mac = \"01:00:5e:00:00:01\", port = \"p0\" }}]\n"),
+         "bridge.static_macs[0].mac: 01:00:5e:00:00:01 is a multicast address; only unicast addresses are learned".into()),
+        (format!("{PORTS}[bridge]\nstatic_macs = [{{ mac = \"02:00:00:00:00:01\", port = \"p5\" }}]\n"),
+         "bridge.static_macs[0].port: no port is called \"p5\"".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\ntag = 10\n[bridge]\nstatic_macs = [{ mac = \"02:00:00:00:00:01\", port = \"p0\", vlan = 20 }]\n".into(),
+         "bridge.static_macs[0].vlan: port p0 (access port) does not carry VLAN 20".into()),
+        (format!("{PORTS}[bridge]\nstatic_macs = [{{ mac = \"02:00:00:00:00:01\", port = \"p0\" }}, {{ mac = \"02:00:00:00:00:01\", port = \"p1\" }}]\n"),
+         "bridge.static_macs[1].mac: 02:00:00:00:00:01 in VLAN 0 is already bridge.static_macs[0]".into()),
     ];
     assert!(cases.len() >= 10);
     for (text, expected) in cases {
@@ -188,4 +213,41 @@ fn load_reads_relative_to_the_config_file() {
     assert_eq!(config.flows.len(), 1);
     let missing = Config::load(&dir.path().join("nope.toml"), &host()).unwrap_err();
     assert!(missing.to_string().ends_with("nope.toml: cannot read: No such file or directory (os error 2)"));
+}
+
+#[test]
+fn vlan_settings_and_bridge_follow_open_vswitch_defaults() {
+    let dir = fixture();
+    let text = r#"
+[[port]]
+name = "a"
+devargs = "net_null0"
+tag = 10
+[[port]]
+name = "t"
+devargs = "net_null1"
+[[port]]
+name = "n"
+devargs = "net_null2"
+vlan_mode = "native-untagged"
+tag = 5
+trunks = [30, 20]
+[bridge]
+mac_table_size = 100
+mac_aging_secs = 15
+static_macs = [{ mac = "02:00:00:00:00:01", port = "n", vlan = 20 }]
+"#;
+    let c = check(text, dir.path()).unwrap();
+    use ferrovs_config::{StaticMac, VlanMode};
+    let modes: Vec<(VlanMode, u16, Vec<u16>)> =
+        c.ports.iter().map(|p| (p.vlan.mode, p.vlan.tag, p.vlan.trunks.clone())).collect();
+    assert_eq!(
+        modes,
+        [(VlanMode::Access, 10, vec![]), (VlanMode::Trunk, 0, vec![]), (VlanMode::NativeUntagged, 5, vec![20, 30])]
+    );
+    // A native port also carries its native VLAN, and (native VLAN not 0) never VLAN 0.
+    assert!(c.ports[2].vlan.includes(5) && c.ports[2].vlan.includes(30) && !c.ports[2].vlan.includes(0));
+    assert!(c.ports[1].vlan.includes(0) && c.ports[1].vlan.includes(4095));
+    assert_eq!((c.bridge.mac_table_size, c.bridge.mac_aging_secs), (100, 15));
+    assert_eq!(c.bridge.static_macs, [StaticMac { mac: [2, 0, 0, 0, 0, 1], ofport: 3, vlan: 20 }]);
 }
