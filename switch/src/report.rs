@@ -170,6 +170,8 @@ pub struct CountersReport {
     pub busy_cycles: u64,
     /// Cycles in passes that received nothing.
     pub idle_cycles: u64,
+    /// Receive-queue polls skipped while the control core could not take that queue's misses.
+    pub rxq_skips: u64,
     /// Busy cycles per received packet.
     pub cycles_per_packet: f64,
     /// Packets per non-empty burst.
@@ -191,6 +193,7 @@ impl From<&PmdCounters> for CountersReport {
             batches: c.batches,
             busy_cycles: c.busy_cycles,
             idle_cycles: c.idle_cycles,
+            rxq_skips: c.rxq_skips,
             cycles_per_packet: c.cycles_per_packet(),
             packets_per_batch: c.packets_per_batch(),
         }
@@ -270,6 +273,7 @@ impl Totals {
             t.batches += c.batches;
             t.busy_cycles += c.busy_cycles;
             t.idle_cycles += c.idle_cycles;
+            t.rxq_skips += c.rxq_skips;
             t.cache_hits += c.cache_hits;
             t.megaflow_hits += c.megaflow_hits;
             t.upcalls += c.upcalls;

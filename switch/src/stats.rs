@@ -124,6 +124,9 @@ pub struct PmdCounters {
     pub busy_cycles: u64,
     /// TSC cycles spent in iterations that received nothing.
     pub idle_cycles: u64,
+    /// Polls of a receive queue skipped because the control core could not take its misses
+    /// (miss-storm isolation, `pmd/backoff.rs`).
+    pub rxq_skips: u64,
 }
 
 impl PmdCounters {
@@ -151,6 +154,7 @@ impl PmdCounters {
             batches: self.batches.saturating_sub(earlier.batches),
             busy_cycles: self.busy_cycles.saturating_sub(earlier.busy_cycles),
             idle_cycles: self.idle_cycles.saturating_sub(earlier.idle_cycles),
+            rxq_skips: self.rxq_skips.saturating_sub(earlier.rxq_skips),
         }
     }
 }
@@ -166,7 +170,7 @@ pub struct PublishedCounters {
     words: [AtomicU64; PUBLISHED_WORDS],
 }
 
-const FIXED_WORDS: usize = 10;
+const FIXED_WORDS: usize = 11;
 const PUBLISHED_WORDS: usize = FIXED_WORDS + DropReason::COUNT;
 
 impl PublishedCounters {
@@ -183,6 +187,7 @@ impl PublishedCounters {
             c.cache_hits,
             c.megaflow_hits,
             c.upcalls,
+            c.rxq_skips,
         ];
         for (w, v) in self.words.iter().zip(fixed.iter().chain(c.drops.0.iter())) {
             w.store(*v, Ordering::Relaxed);
@@ -205,6 +210,7 @@ impl PublishedCounters {
             cache_hits: w[7],
             megaflow_hits: w[8],
             upcalls: w[9],
+            rxq_skips: w[10],
             drops,
         }
     }

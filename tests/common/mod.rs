@@ -62,6 +62,7 @@ pub struct Switch {
     rules: Vec<String>,
     flows_file: Option<String>,
     extra: String,
+    datapath: String,
 }
 
 impl Default for Switch {
@@ -79,6 +80,7 @@ impl Switch {
             rules: Vec::new(),
             flows_file: None,
             extra: String::new(),
+            datapath: String::new(),
         }
     }
 
@@ -114,6 +116,12 @@ impl Switch {
         self
     }
 
+    /// More keys for `[datapath]` (`upcall_rate = 100`).
+    pub fn with_datapath(mut self, keys: &str) -> Self {
+        self.datapath.push_str(keys);
+        self
+    }
+
     /// Extra TOML appended to the config.
     pub fn extra_toml(mut self, text: &str) -> Self {
         self.extra.push_str(text);
@@ -137,6 +145,7 @@ impl Switch {
     pub fn write(&self) -> PathBuf {
         let mut toml = String::from("[eal]\nargs = [\"--no-pci\", \"--in-memory\", \"--log-level=lib.eal:warning\"]\n");
         toml.push_str("[datapath]\npmd_cores = [1]\ncontrol_core = 0\n");
+        toml.push_str(&self.datapath);
         for (i, p) in self.ports.iter().enumerate() {
             let devargs = match &p.devargs {
                 Some(d) => d.clone(),

@@ -9,6 +9,7 @@
 //! Every `HOUSEKEEPING_EVERY` passes it publishes its counters and checks the stop flag. Nothing in
 //! the loop allocates, locks (except a shared transmit queue, once per burst), logs or calls the OS.
 
+mod backoff;
 pub mod exec;
 mod group;
 mod hold;
@@ -31,6 +32,7 @@ use crate::fastpath::{ACTION_WORDS, ActionWords, FlowTables, MegaflowRef, Subtab
 use crate::ofproto::DpAction;
 use crate::packet::{Layout, PacketInfo, PortIdx, extract_to};
 use crate::stats::{DropReason, PmdCounters, PublishedCounters};
+use backoff::MissBackoff;
 use group::Groups;
 use hold::{Held, Hold};
 use inflight::InFlight;
@@ -71,6 +73,8 @@ pub struct PolledRxq {
 pub struct Pmd {
     id: usize,
     rxqs: Vec<PolledRxq>,
+    /// Per receive queue: how long it skips polls while the control core cannot keep up with it.
+    backoff: Vec<MissBackoff>,
     tx: Vec<TxBuffer>,
     tables: Arc<FlowTables>,
     view: SubtableView,
@@ -197,6 +201,7 @@ impl Pmd {
     ) -> Self {
         Self {
             id,
+            backoff: vec![MissBackoff::default(); rxqs.len()],
             rxqs,
             tx,
             tables,
@@ -230,6 +235,10 @@ impl Pmd {
             self.tables.refresh(&mut self.view);
             let mut received = 0;
             for q in 0..self.rxqs.len() {
+                if !self.backoff[q].poll_now() {
+                    self.counters.rxq_skips += 1;
+                    continue;
+                }
                 let mut burst = Burst::new();
                 let n = self.rxqs[q].queue.recv(&mut burst, self.burst_size);
                 if n == 0 {
@@ -237,7 +246,10 @@ impl Pmd {
                 }
                 received += n;
                 let (port, ofport) = (self.rxqs[q].port, self.rxqs[q].ofport);
+                let shed_before = self.shed();
                 self.process(&mut burst, port, ofport);
+                let shed = (self.shed() - shed_before) as usize;
+                self.backoff[q].after_burst(n, shed);
             }
             if received == 0 && !self.held.is_empty() {
                 self.release_held_now(self.queues.handled.load(Ordering::Acquire));
@@ -269,6 +281,13 @@ impl Pmd {
         qsbr.offline(self.id);
         self.shared.counters.publish(&self.counters);
         self.counters
+    }
+
+    /// Misses dropped so far because the control core had no room for them.
+    #[inline]
+    fn shed(&self) -> u64 {
+        let d = &self.counters.drops;
+        d.get(DropReason::UpcallQueueFull) + d.get(DropReason::UpcallRateLimited)
     }
 
     /// Releases the held packets whose elders are among the `handled` upcalls (outside a burst).
