@@ -5,23 +5,25 @@
 #
 # - installs the Debian packages ferrovs builds against (DPDK 22.11, libclang for bindgen, pkg-config);
 # - reserves N 2 MiB hugepages (default 1024, or $FERROVS_HUGEPAGES) and mounts hugetlbfs at /dev/hugepages;
-# - with --with-ovs / --with-qemu also installs Open vSwitch with DPDK (the reference switch) / QEMU.
+# - with --with-ovs / --with-qemu also installs Open vSwitch with DPDK (the reference switch) / QEMU,
+#   busybox-static, jq and the package lists scripts/vm-test.sh needs to fetch its guest kernel.
 # Every step says what it did, or why it could not; the script exits non-zero only when the host cannot
 # build or run ferrovs.
 set -euo pipefail
 
 hugepages=${FERROVS_HUGEPAGES:-1024}
 install=1
+with_qemu=0
 extra_pkgs=()
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --hugepages) [ $# -ge 2 ] || { echo "setup: --hugepages needs a number" >&2; exit 2; }; hugepages=$2; shift 2 ;;
     --hugepages=*) hugepages=${1#*=}; shift ;;
     --no-install) install=0; shift ;;
     --with-ovs) extra_pkgs+=(openvswitch-switch-dpdk openvswitch-common); shift ;;
-    --with-qemu) extra_pkgs+=(qemu-system-x86); shift ;;
+    --with-qemu) extra_pkgs+=(qemu-system-x86 busybox-static jq); with_qemu=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "setup: unknown option '$1' (try --help)" >&2; exit 2 ;;
   esac
@@ -58,6 +60,23 @@ else
 fi
 pkg-config --exists libdpdk || die "pkg-config cannot find libdpdk even after installing libdpdk-dev"
 say "dpdk: $(pkg-config --modversion libdpdk) ($(pkg-config --variable=prefix libdpdk))"
+
+# --- VM test guest ----------------------------------------------------------------------------------
+# scripts/vm-test.sh builds its guest from a Debian kernel package fetched with `apt-get download`:
+# that needs package lists that know it (a fresh machine may have none; vm-test.sh itself runs
+# apt-get update if its download fails on lists gone stale).
+if [ "$with_qemu" = 1 ]; then
+  if apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
+    say "qemu: $(qemu-system-x86_64 --version | head -1); guest kernel package known to apt"
+  elif [ "$install" -eq 0 ]; then
+    die "apt does not know linux-image-cloud-amd64 (the VM test's guest kernel) and --no-install given"
+  else
+    apt-get update -qq || die "apt-get update failed: check the package mirror in /etc/apt/sources.list*"
+    apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1 \
+      || die "apt does not know linux-image-cloud-amd64 even after apt-get update"
+    say "qemu: $(qemu-system-x86_64 --version | head -1); package lists updated for the guest kernel"
+  fi
+fi
 
 # --- Rust toolchain ---------------------------------------------------------------------------------
 if command -v cargo >/dev/null 2>&1; then
