@@ -3,7 +3,8 @@
 //! DPDK is found through pkg-config (`libdpdk`). Its cflags are used verbatim for both bindgen and the
 //! shim: they carry `-include rte_config.h -march=corei7`, without which the inline headers do not
 //! compile (the `pkg-config` crate drops both, hence the raw command). We link dynamically so that
-//! DPDK's drivers (net_pcap, net_null, vhost, ...) load as plugins from EAL's driver directory.
+//! DPDK's drivers (net_pcap, net_null, vhost, ...) load as plugins from EAL's driver directory;
+//! only `net_vhost`, whose queue-event function we call, is linked by name too.
 
 use std::env;
 use std::path::PathBuf;
@@ -52,6 +53,10 @@ fn link_dpdk(libs: &str) {
         }
         // `-Wl,--as-needed` is rustc's default for Linux targets already; other flags are not needed.
     }
+    // pkg-config lists no drivers (they load as plugins), but the vhost driver's own API
+    // (`rte_eth_vhost_get_queue_event`) needs its library linked. It is the same file EAL loads
+    // from its driver directory, so the driver is loaded once.
+    println!("cargo::rustc-link-lib=dylib=rte_net_vhost");
 }
 
 fn build_shim(cflags: &[&str]) {

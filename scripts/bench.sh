@@ -6,6 +6,7 @@
 #   scripts/bench.sh [--reps N] [--warmup S] [--secs S] [--flows "1 1000 100000 200000 1000000"]
 #                    [--rules "A C"] [--only "ferrovs ovs testpmd"] [--out DIR] [--no-setup]
 #   scripts/bench.sh --setup [--setup-flows N] [--reps N] [--out DIR] [--no-setup]
+#   scripts/bench.sh --vhost [--reps N] [--warmup S] [--secs S] [--only "ferrovs ovs"] [--out DIR] [--no-setup]
 #
 # --setup measures flow setup instead: a miss storm of N new flows (each its own source MAC, and a
 # rule on dl_src, so every flow needs its own megaflow) on one port, replayed until installed,
@@ -13,13 +14,24 @@
 # installed per second during the storm, and the established flow's rate during the storm
 # against a run whose first port carries established traffic too.
 #
+# --vhost measures vhost-user instead: one dpdk-testpmd "guest" with two virtio-user ports, one on
+# each of the switch's two vhost-user ports, sends 64-byte UDP packets into each port (flowgen
+# mode: a thousand flows by destination address) and receives (and drops) what the switch sends
+# out of the other, with one forwarding lcore on CPU 0 beside the switch's control core; the switch's one PMD on CPU 1;
+# rules in_port=1,actions=output:2 and in_port=2,actions=output:1. (Two guests, a sender and a
+# receiver, would share CPU 0 and the kernel's time slices between them, not the switch, would set
+# the rate.) ferrovs's ports are `vhost = { mode = "client" }`, OVS's dpdkvhostuserclient (the
+# guest listens: server=1). Rate: packets the switch sent to the guest per second, both directions,
+# over SECS after WARMUP; also the PMD's busy share (near 100 %: the switch is the limit).
+#
 # Source: net_pcap (rx_pcap, infinite_rx=1) of N UDP flows, one 64-byte packet per flow, with
 # destinations spread (ferrovs gen-pcap --spread). Sink: net_null (no-rx=1).
 # Rule sets: A = `in_port=1,actions=output:2`; C = 100 rules over 5 masks (destination prefixes,
 # exact and masked UDP ports) that classify the spread traffic, plus a priority-0 catch-all, every
 # packet ends on port 2. Rate: packets sent on port 2 per second over SECS after WARMUP.
 # OVS cannot load pcaps of more than ~250k packets (fixed mempool): its 1M point is skipped.
-# Results: DIR/bench.csv (every run) and DIR/summary.txt; logs in DIR/logs.
+# Results: DIR/bench.csv (every run) and DIR/summary.txt (--vhost: vhost.csv, vhost-summary.txt);
+# logs in DIR/logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -35,6 +47,7 @@ setup_flows=1000000
 while [ $# -gt 0 ]; do
   case $1 in
     --setup) mode=setup; shift ;;
+    --vhost) mode=vhost; shift ;;
     --setup-flows) setup_flows=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
@@ -44,7 +57,7 @@ while [ $# -gt 0 ]; do
     --only) only=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --no-setup) setup=0; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -60,6 +73,7 @@ ferrovs=$root/target/release/ferrovs
 
 mkdir -p "$out/logs" "$out/pcap"
 csv=$out/bench.csv
+[ "$mode" = vhost ] && csv=$out/vhost.csv
 echo "switch,rules,flows,rep,mpps,cycles_per_packet,note" > "$csv"
 
 # Only one userspace OVS datapath fits in a network namespace, and the cores must be ours.
@@ -268,6 +282,137 @@ p3 = next(p for p in w["ports"] if p["name"] == "p3")
 print(f"{w['megaflows_per_sec']:.0f},{p3['tx_mpps']:.3f}")
 EOF
 }
+
+# --- vhost-user: guest -> switch -> guest ------------------------------------------------------
+guest_pid=""
+guest_stop() {
+  [ -n "$guest_pid" ] || return 0
+  kill -INT "$guest_pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$guest_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$guest_pid" 2>/dev/null || true
+  guest_pid=""
+  rm -rf /var/run/dpdk/bench-guest
+}
+
+guest_start() { # dir: the guest's ports listen on dir/vm0.sock and dir/vm1.sock
+  local d=$1
+  rm -f "$d/vm0.sock" "$d/vm1.sock"
+  # virtio-user shares memory with the switch in at most 8 regions: hugepages in one file per
+  # segment list, in memory (nothing left in /dev/hugepages). server=1: each port listens, and
+  # start-up waits for the switch to connect to vm0.sock before vm1.sock is created.
+  dpdk-testpmd --lcores 0@0,1@0 -n 1 --no-pci --in-memory --single-file-segments -m 512 --no-telemetry \
+    --file-prefix=bench-guest --log-level=lib.eal:warning \
+    --vdev "net_virtio_user0,path=$d/vm0.sock,server=1,queue_size=1024" \
+    --vdev "net_virtio_user1,path=$d/vm1.sock,server=1,queue_size=1024" -- \
+    --forward-mode=flowgen --auto-start --stats-period 1 --disable-link-check --nb-cores=1 \
+    --txd=1024 --rxd=1024 < /dev/null > "$d/guest.log" 2>&1 &
+  guest_pid=$!
+  for _ in $(seq 100); do [ -S "$d/vm0.sock" ] && return 0; sleep 0.1; done
+  say "the guest did not create its socket (see $d/guest.log)"; return 1
+}
+
+run_ferrovs_vhost() { # rep
+  local rep=$1 d=$out/logs/vhost_ferrovs_r$1
+  rm -rf "$d"; mkdir -p "$d"
+  guest_start "$d" || { guest_stop; record ferrovs vhost 1 "$rep" "" "" "guest failed"; return; }
+  cat > "$d/ferrovs.toml" <<EOF
+[eal]
+args = ["--no-pci", "--in-memory", "--file-prefix=ferrovs-bench", "--log-level=lib.eal:warning"]
+[datapath]
+pmd_cores = [1]
+control_core = 0
+[[port]]
+name = "vm0"
+vhost = { path = "$d/vm0.sock", mode = "client" }
+[[port]]
+name = "vm1"
+vhost = { path = "$d/vm1.sock", mode = "client" }
+[flows]
+rules = ["in_port=1,actions=output:2", "in_port=2,actions=output:1"]
+EOF
+  local ok=1
+  RUST_LOG=warn "$ferrovs" run --config "$d/ferrovs.toml" --warmup "$warmup" --duration "$((warmup + secs))" \
+    --stats-json "$d/stats.json" > "$d/stdout.log" 2> "$d/stderr.log" || ok=0
+  guest_stop
+  if [ "$ok" = 0 ]; then say "ferrovs vhost: failed (see $d)"; record ferrovs vhost 1 "$rep" "" "" failed; return; fi
+  python3 - "$d/stats.json" <<'EOF' | { IFS=, read -r mpps cyc note; record ferrovs vhost 1 "$rep" "$mpps" "$cyc" "$note"; }
+import json, sys
+r = json.load(open(sys.argv[1]))
+w = r["window"]
+tx = sum(p["tx_mpps"] for p in w["ports"])
+p = w["pmds"][0]
+busy = p["busy_cycles"] / max(1, p["busy_cycles"] + p["idle_cycles"])
+drops = " ".join(f"{k}={v}" for k, v in w["totals"]["counters"]["drops"].items()) or "none"
+print(f"{tx:.3f},{p['cycles_per_packet']:.0f},pmd busy {busy:.1%} rx {w['totals']['rx_mpps']:.3f} Mpps drops {drops}")
+EOF
+}
+
+run_ovs_vhost() { # rep
+  local rep=$1 d=$out/logs/vhost_ovs_r$1
+  rm -rf "$d"; mkdir -p "$d"; ovs_dir=$d
+  local vsctl="ovs-vsctl --timeout=60 --db=unix:$d/db.sock" appctl="ovs-appctl -t $d/vswitchd.ctl"
+  export OVS_RUNDIR=$d OVS_DBDIR=$d OVS_LOGDIR=$d
+  guest_start "$d" || { guest_stop; ovs_dir=""; record ovs vhost 1 "$rep" "" "" "guest failed"; return; }
+  ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+  ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --pidfile="$d/ovsdb.pid" --unixctl="$d/ovsdb.ctl" \
+    --log-file="$d/ovsdb.log" --detach -vconsole:off
+  $vsctl --no-wait init
+  $vsctl --no-wait set Open_vSwitch . other_config:dpdk-init=true other_config:dpdk-lcore-mask=0x1 \
+    other_config:pmd-cpu-mask=0x2 other_config:dpdk-socket-mem=1024 \
+    "other_config:dpdk-extra=--no-pci --file-prefix=ovs-bench"
+  "$VSWITCHD" "unix:$d/db.sock" --pidfile="$d/vswitchd.pid" --unixctl="$d/vswitchd.ctl" \
+    --log-file="$d/vswitchd.log" --detach -vconsole:off
+  $vsctl add-br br0 -- set bridge br0 datapath_type=netdev fail-mode=secure
+  printf 'in_port=1,actions=output:2\nin_port=2,actions=output:1\n' | ovs-ofctl add-flows br0 -
+  local i
+  for i in 0 1; do
+    $vsctl add-port br0 "vhu$i" -- set Interface "vhu$i" type=dpdkvhostuserclient ofport_request=$((i + 1)) \
+      "options:vhost-server-path=$d/vm$i.sock"
+  done
+  sleep "$warmup"
+  $appctl dpif-netdev/pmd-stats-clear >/dev/null
+  local t0 t1 tx0 tx1
+  tx_pkts() { ovs-ofctl dump-ports br0 | awk -F'[=,]' '/tx pkts/ {n += $2} END {print n}'; }
+  tx0=$(tx_pkts)
+  t0=$(date +%s.%N)
+  sleep "$secs"
+  tx1=$(tx_pkts)
+  t1=$(date +%s.%N)
+  $appctl dpif-netdev/pmd-stats-show > "$d/pmd-stats.txt"
+  ovs-ofctl dump-ports br0 > "$d/ports.txt"
+  ovs_stop
+  guest_stop
+  local cyc idle mpps
+  cyc=$(awk -F: '/avg processing cycles per packet/ {split($2, a, " "); print a[1]; exit}' "$d/pmd-stats.txt")
+  idle=$(awk '/idle cycles/ {print $NF; exit}' "$d/pmd-stats.txt" | tr -d '()')
+  mpps=$(python3 -c "print(f'{($tx1 - $tx0) / ($t1 - $t0) / 1e6:.3f}')")
+  record ovs vhost 1 "$rep" "$mpps" "${cyc%.*}" "pmd idle $idle"
+}
+
+if [ "$mode" = vhost ]; then
+  trap 'ovs_stop; guest_stop' EXIT
+  for rep in $(seq 1 "$reps"); do
+    wants ferrovs && { say "rep $rep: ferrovs vhost"; run_ferrovs_vhost "$rep"; }
+    wants ovs && { say "rep $rep: ovs vhost"; run_ovs_vhost "$rep"; }
+  done
+  python3 - "$csv" <<'EOF' | tee "$out/vhost-summary.txt"
+import csv, statistics, sys
+rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["rules"] == "vhost"]
+def med(sw):
+    v = [float(r["mpps"]) for r in rows if r["switch"] == sw and r["mpps"]]
+    return (statistics.median(v) if v else None), v
+(f, fv), (o, ov) = med("ferrovs"), med("ovs")
+fmt = lambda x: "-" if x is None else f"{x:.2f}"
+print("vhost-user: virtio-user -> switch -> virtio-user, both directions, 64-byte UDP, 1 PMD core; median Mpps")
+print(f"ferrovs   {fmt(f):>6}  (reps: {', '.join(f'{x:.2f}' for x in fv)})")
+print(f"OVS-DPDK  {fmt(o):>6}  (reps: {', '.join(f'{x:.2f}' for x in ov)})")
+print(f"ferrovs/OVS {fmt(f / o if f and o else None)}")
+for r in rows:
+    print(f"  {r['switch']} rep {r['rep']}: {r['mpps']} Mpps, {r['cycles_per_packet']} cycles/packet, {r['note']}")
+EOF
+  say "results: $csv, summary: $out/vhost-summary.txt"
+  exit 0
+fi
 
 if [ "$mode" = setup ]; then
   echo "kind,rep,megaflows_per_sec,established_mpps" > "$out/setup.csv"

@@ -148,7 +148,9 @@ fn large_input_arrives_complete_and_in_order() {
 
 /// `upcall_rate` caps the misses each PMD hands the control core: 2000 new flows (each its own
 /// megaflow: a rule on one exact UDP source port puts the port in every mask) arrive at once;
-/// about a tenth of a second's worth (10) go through, the rest are dropped and counted.
+/// the first tenth of a second's worth (100) and then 1000/s go through, the rest are dropped
+/// and counted. Once most of a burst is shed, the queue is polled only when the limit has room
+/// for a burst again (miss-storm isolation).
 #[test]
 fn the_upcall_rate_limit_drops_and_counts_excess_misses() {
     let input: Vec<Vec<u8>> = (0..2000).map(|i| traffic::udp4(1, 2, 1000 + i, 10)).collect();
@@ -156,13 +158,12 @@ fn the_upcall_rate_limit_drops_and_counts_excess_misses() {
         .port("p0", input)
         .port("p1", vec![])
         .rules(&["priority=20,udp,tp_src=7,actions=drop", "priority=10,actions=output:p1"])
-        .with_datapath("upcall_rate = 100\n")
+        .with_datapath("upcall_rate = 1000\n")
         .run();
     let limited = out.drops("upcall_rate_limited");
     let forwarded = out.total("forwarded");
     assert_eq!(forwarded + limited, 2000, "{}", out.log);
-    assert!((10..1000).contains(&forwarded), "{forwarded} forwarded\n{}", out.log);
+    assert!(limited > 0 && forwarded >= 100, "{forwarded} forwarded\n{}", out.log);
     assert_eq!(out.output("p1").len() as u64, forwarded);
-    // Bursts shed by the limit make the PMD poll that queue less often (miss-storm isolation).
     assert!(out.total("rxq_skips") > 0, "{}", out.log);
 }

@@ -22,6 +22,7 @@ const PATH_KEYS: &[(&str, &str, PathUse)] = &[
     ("eth_pcap", "rx_pcap", PathUse::Input),
     ("eth_pcap", "tx_pcap", PathUse::Output),
     ("net_vhost", "iface", PathUse::Socket),
+    ("eth_vhost", "iface", PathUse::Socket),
     ("net_virtio_user", "path", PathUse::Socket),
 ];
 
@@ -77,6 +78,11 @@ impl Devargs {
     /// The first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.args.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// The vhost-user socket of a `net_vhost` device (its `iface`).
+    pub fn vhost_socket(&self) -> Option<&str> {
+        matches!(self.driver(), Some("net_vhost" | "eth_vhost")).then(|| self.get("iface")).flatten()
     }
 
     /// Every value of `key`, in order (some drivers take a key several times, one per queue).

@@ -12,6 +12,10 @@
 //! [[port]]
 //! name = "p0"
 //! devargs = "net_pcap0,rx_pcap=in.pcap"  # relative paths are relative to this file
+//! [[port]]
+//! name = "vm0"                           # a vhost-user port instead of devargs (DPDK's net_vhost)
+//! vhost = { path = "vm0.sock", mode = "client", queues = 1 }
+//! mtu = 9000                             # optional; frames up to it fit one packet buffer
 //! vlan_mode = "access"                  # or trunk, native-untagged, native-tagged (for NORMAL)
 //! tag = 10
 //! [flows]
@@ -32,6 +36,7 @@ mod error;
 pub mod flow;
 mod schema;
 mod validate;
+mod vhost;
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +44,7 @@ pub use bridge::{Bridge, DEFAULT_MAC_AGING_SECS, DEFAULT_MAC_TABLE_SIZE, PortVla
 pub use devargs::Devargs;
 pub use error::ConfigError;
 use flow::{FlowRule, OfPort, PortMap};
+pub use vhost::{VHOST_MAX_QUEUES, VhostMode, VhostPort};
 
 /// Largest burst the data path supports (matches the switch's fixed burst arrays).
 pub const MAX_BURST_SIZE: usize = 64;
@@ -46,6 +52,8 @@ pub const MAX_BURST_SIZE: usize = 64;
 pub const DEFAULT_FLOW_CACHE_SIZE: usize = 1 << 20;
 /// Default most megaflows (as Open vSwitch's default flow limit).
 pub const DEFAULT_MAX_MEGAFLOWS: usize = 200_000;
+/// Smallest and largest `mtu` a port may have (IPv4's minimum; Open vSwitch's DPDK maximum).
+pub const MTU_RANGE: (i64, i64) = (68, 9710);
 
 /// Facts about the machine that validation checks against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,8 +104,13 @@ pub struct Datapath {
 pub struct PortConfig {
     /// Unique name, used in rules and output.
     pub name: String,
-    /// Device arguments, paths made absolute.
+    /// Device arguments, paths made absolute (derived from `vhost` for a vhost port).
     pub devargs: Devargs,
+    /// The vhost-user socket, for a port given as `vhost = { ... }`.
+    pub vhost: Option<VhostPort>,
+    /// The MTU to configure (the device's default when not given); the largest one sizes the
+    /// packet buffers, so frames up to it fit one buffer.
+    pub mtu: Option<u16>,
     /// OpenFlow port number.
     pub ofport: OfPort,
     /// Receive descriptors per queue.

@@ -64,7 +64,9 @@ pub struct RawDatapath {
 #[serde(deny_unknown_fields)]
 pub struct RawPort {
     pub name: String,
-    pub devargs: String,
+    pub devargs: Option<String>,
+    pub vhost: Option<RawVhost>,
+    pub mtu: Option<i64>,
     pub ofport: Option<i64>,
     pub rx_desc: Option<i64>,
     pub tx_desc: Option<i64>,
@@ -73,6 +75,15 @@ pub struct RawPort {
     pub vlan_mode: Option<String>,
     pub tag: Option<i64>,
     pub trunks: Option<Vec<i64>>,
+}
+
+/// A port's `vhost = { path, mode, queues }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVhost {
+    pub path: String,
+    pub mode: Option<String>,
+    pub queues: Option<i64>,
 }
 
 /// `[flows]`

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use crate::flow::{self, FlowRule, OFPORT_MAX, OfPort, PortMap};
 use crate::schema::{RawConfig, RawDatapath, RawFlows, RawPort};
-use crate::{Config, ConfigError, Datapath, Devargs, Host, MAX_BURST_SIZE, PortConfig};
+use crate::vhost::{VhostPort, check_vhost};
+use crate::{Config, ConfigError, Datapath, Devargs, Host, MAX_BURST_SIZE, MTU_RANGE, PortConfig};
 
 const DEFAULT_DESC: u16 = 1024;
 const DESC_RANGE: (i64, i64) = (64, 16384);
@@ -241,13 +242,7 @@ fn check_ports(raw: &[RawPort], base: &Path, pmd_cores: &[usize]) -> Result<Vec<
         if let Some(j) = ports.iter().position(|q| q.name == p.name) {
             return Err(ConfigError::invalid(at("name"), format!("{:?} is already the name of port[{j}]", p.name)));
         }
-        let devargs = Devargs::parse(&p.devargs, base).map_err(|r| ConfigError::invalid(at("devargs"), r))?;
-        if let Some(j) = ports.iter().position(|q| q.devargs.device() == devargs.device()) {
-            return Err(ConfigError::invalid(
-                at("devargs"),
-                format!("device {} is already used by port[{j}] ({})", devargs.device(), ports[j].name),
-            ));
-        }
+        let (devargs, vhost) = check_device(p, i, base, &ports)?;
         let ofport = match p.ofport {
             Some(n) => n as OfPort,
             None => {
@@ -262,7 +257,14 @@ fn check_ports(raw: &[RawPort], base: &Path, pmd_cores: &[usize]) -> Result<Vec<
                 n
             }
         };
-        let rx_queues = check_range(p.rx_queues, 1, 1, 64, &at("rx_queues"))? as u16;
+        let rx_queues = match &vhost {
+            Some(v) => check_vhost_rx_queues(p.rx_queues, v.queues, &at("rx_queues"))?,
+            None => check_range(p.rx_queues, 1, 1, 64, &at("rx_queues"))? as u16,
+        };
+        let mtu = match p.mtu {
+            Some(_) => Some(check_range(p.mtu, 0, MTU_RANGE.0, MTU_RANGE.1, &at("mtu"))? as u16),
+            None => None,
+        };
         let pmd_rxq_affinity = match &p.pmd_rxq_affinity {
             Some(text) => check_affinity(text, rx_queues, pmd_cores, at("pmd_rxq_affinity"))?,
             None => Vec::new(),
@@ -276,9 +278,63 @@ fn check_ports(raw: &[RawPort], base: &Path, pmd_cores: &[usize]) -> Result<Vec<
             rx_queues,
             pmd_rxq_affinity,
             vlan: crate::bridge::check_port_vlan(p, i)?,
+            vhost,
+            mtu,
         });
     }
     Ok(ports)
+}
+
+/// Port `i`'s device: its `devargs`, or the `net_vhost` devargs derived from its `vhost` table
+/// (exactly one of the two), unique among the ports before it, as is a vhost socket.
+fn check_device(
+    p: &RawPort,
+    i: usize,
+    base: &Path,
+    before: &[PortConfig],
+) -> Result<(Devargs, Option<VhostPort>), ConfigError> {
+    let at = |key: &str| format!("port[{i}].{key}");
+    let (devargs, vhost) = match (&p.devargs, &p.vhost) {
+        (Some(_), Some(_)) => return Err(ConfigError::invalid(at("vhost"), "a port has devargs or vhost, not both")),
+        (None, None) => {
+            return Err(ConfigError::invalid(
+                format!("port[{i}]"),
+                "needs devargs (a DPDK device) or vhost (a vhost-user socket)",
+            ));
+        }
+        (Some(text), None) => (Devargs::parse(text, base).map_err(|r| ConfigError::invalid(at("devargs"), r))?, None),
+        (None, Some(raw)) => {
+            let (vhost, devargs) = check_vhost(raw, base, i)?;
+            (devargs, Some(vhost))
+        }
+    };
+    let field = if vhost.is_some() { at("vhost.path") } else { at("devargs") };
+    if let Some(j) = before.iter().position(|q| q.devargs.device() == devargs.device()) {
+        return Err(ConfigError::invalid(
+            field,
+            format!("device {} is already used by port[{j}] ({})", devargs.device(), before[j].name),
+        ));
+    }
+    if let Some(sock) = devargs.vhost_socket()
+        && let Some(j) = before.iter().position(|q| q.devargs.vhost_socket() == Some(sock))
+    {
+        return Err(ConfigError::invalid(
+            field,
+            format!("socket {sock} is already used by port[{j}] ({})", before[j].name),
+        ));
+    }
+    Ok((devargs, vhost))
+}
+
+/// A vhost port receives on one queue per queue pair: `rx_queues`, if given, must agree.
+fn check_vhost_rx_queues(rx_queues: Option<i64>, queues: u16, field: &str) -> Result<u16, ConfigError> {
+    match rx_queues {
+        Some(n) if n != i64::from(queues) => Err(ConfigError::invalid(
+            field,
+            format!("a vhost port receives on its vhost.queues ({queues}) queue pairs, got {n}; remove rx_queues"),
+        )),
+        _ => Ok(queues),
+    }
 }
 
 fn check_flows(raw: &RawFlows, base: &Path, ports: &dyn PortMap) -> Result<Vec<FlowRule>, ConfigError> {

@@ -181,6 +181,40 @@ fn bad_configs_give_one_exact_line() {
          "bridge.static_macs[0].vlan: port p0 (access port) does not carry VLAN 20".into()),
         (format!("{PORTS}[bridge]\nstatic_macs = [{{ mac = \"02:00:00:00:00:01\", port = \"p0\" }}, {{ mac = \"02:00:00:00:00:01\", port = \"p1\" }}]\n"),
          "bridge.static_macs[1].mac: 02:00:00:00:00:01 in VLAN 0 is already bridge.static_macs[0]".into()),
+        // vhost-user ports.
+        ("[[port]]\nname = \"p0\"\n".into(),
+         "port[0]: needs devargs (a DPDK device) or vhost (a vhost-user socket)".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\nvhost = { path = \"vm.sock\" }\n".into(),
+         "port[0].vhost: a port has devargs or vhost, not both".into()),
+        ("[[port]]\nname = \"vm0\"\nvhost = { path = \"\" }\n".into(), "port[0].vhost.path: is empty".into()),
+        ("[[port]]\nname = \"vm0\"\nvhost = { path = \"no/dir/vm.sock\" }\n".into(),
+         format!("port[0].vhost.path: directory {d}/no/dir does not exist")),
+        (format!("[[port]]\nname = \"vm0\"\nvhost = {{ path = \"{}.sock\" }}\n", "s".repeat(100)),
+         format!("port[0].vhost.path: {d}/{}.sock is {} bytes; a Unix socket path has at most 107", "s".repeat(100), d.len() + 106)),
+        ("[[port]]\nname = \"vm0\"\nvhost = { path = \"a,b.sock\" }\n".into(),
+         "port[0].vhost.path: \"a,b.sock\" contains ',', which DPDK device arguments cannot carry".into()),
+        ("[[port]]\nname = \"vm0\"\nvhost = { path = \"vm.sock\", mode = \"listen\" }\n".into(),
+         "port[0].vhost.mode: \"listen\" is not one of \"client\", \"server\"".into()),
+        ("[[port]]\nname = \"vm0\"\nvhost = { path = \"in.pcap\", mode = \"server\" }\n".into(),
+         format!("port[0].vhost.path: {d}/in.pcap exists and is not a socket (a server creates it)")),
+        ("[[port]]\nname = \"vm0\"\nvhost = { path = \"vm.sock\", queues = 0 }\n".into(),
+         "port[0].vhost.queues: must be between 1 and 32, got 0".into()),
+        ("[[port]]\nname = \"vm0\"\nvhost = { path = \"vm.sock\", queues = 33 }\n".into(),
+         "port[0].vhost.queues: must be between 1 and 32, got 33".into()),
+        ("[[port]]\nname = \"vm0\"\nvhost = { path = \"vm.sock\", queues = 2 }\nrx_queues = 4\n".into(),
+         "port[0].rx_queues: a vhost port receives on its vhost.queues (2) queue pairs, got 4; remove rx_queues".into()),
+        ("[[port]]\nname = \"vm0\"\nvhost = { path = \"vm.sock\" }\n[[port]]\nname = \"vm1\"\nvhost = { path = \"vm.sock\", mode = \"server\" }\n".into(),
+         format!("port[1].vhost.path: socket {d}/vm.sock is already used by port[0] (vm0)")),
+        ("[[port]]\nname = \"vm0\"\nvhost = { path = \"vm.sock\" }\n[[port]]\nname = \"vm1\"\ndevargs = \"net_vhost7,iface=vm.sock\"\n".into(),
+         format!("port[1].devargs: socket {d}/vm.sock is already used by port[0] (vm0)")),
+        ("[[port]]\nname = \"vm0\"\nvhost = { path = \"vm.sock\", queue = 2 }\n".into(),
+         "<config>:3:29: unknown field `queue`, expected one of `path`, `mode`, `queues`".into()),
+        ("[[port]]\nname = \"vm0\"\nvhost = { mode = \"client\" }\n".into(),
+         "<config>:3:9: missing field `path`".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\nmtu = 10000\n".into(),
+         "port[0].mtu: must be between 68 and 9710, got 10000".into()),
+        ("[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\nmtu = 67\n".into(),
+         "port[0].mtu: must be between 68 and 9710, got 67".into()),
     ];
     assert!(cases.len() >= 10);
     for (text, expected) in cases {
@@ -250,4 +284,34 @@ static_macs = [{ mac = "02:00:00:00:00:01", port = "n", vlan = 20 }]
     assert!(c.ports[1].vlan.includes(0) && c.ports[1].vlan.includes(4095));
     assert_eq!((c.bridge.mac_table_size, c.bridge.mac_aging_secs), (100, 15));
     assert_eq!(c.bridge.static_macs, [StaticMac { mac: [2, 0, 0, 0, 0, 1], ofport: 3, vlan: 20 }]);
+}
+
+#[test]
+fn a_vhost_port_becomes_net_vhost_devargs() {
+    let dir = fixture();
+    let d = dir.path().display();
+    let text = r#"
+[[port]]
+name = "vm0"
+vhost = { path = "vm0.sock" }
+[[port]]
+name = "vm1"
+vhost = { path = "/tmp/vm1.sock", mode = "server", queues = 2 }
+rx_queues = 2
+mtu = 9000
+[[port]]
+name = "p2"
+devargs = "net_null0"
+"#;
+    let c = check(text, dir.path()).unwrap();
+    use ferrovs_config::{VhostMode, VhostPort};
+    assert_eq!(
+        c.ports[0].vhost,
+        Some(VhostPort { path: dir.path().join("vm0.sock"), mode: VhostMode::Client, queues: 1 })
+    );
+    assert_eq!(c.ports[0].devargs.to_string(), format!("net_vhost0,iface={d}/vm0.sock,queues=1,client=1"));
+    assert_eq!(c.ports[1].devargs.to_string(), "net_vhost1,iface=/tmp/vm1.sock,queues=2,client=0");
+    assert_eq!((c.ports[0].rx_queues, c.ports[1].rx_queues), (1, 2));
+    assert_eq!((c.ports[0].mtu, c.ports[1].mtu), (None, Some(9000)));
+    assert_eq!((c.ports[2].vhost.as_ref(), c.ports[2].mtu), (None, None));
 }

@@ -17,6 +17,7 @@
 #include <rte_cycles.h>
 #include <rte_dev.h>
 #include <rte_bus.h>
+#include <rte_eth_vhost.h>
 
 /* Receives up to `n` packets from one queue of one port (rte_eth_rx_burst). */
 uint16_t ferrovs_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);

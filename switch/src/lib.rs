@@ -10,6 +10,7 @@ pub mod control;
 pub mod dpdk;
 pub mod fastpath;
 pub mod l2;
+pub mod link;
 pub mod ofproto;
 pub mod packet;
 pub mod pmd;

@@ -53,6 +53,10 @@ pub struct PortReport {
     pub driver: String,
     /// Link state when the switch stopped.
     pub link_up: bool,
+    /// Times the link went up while the switch ran (a guest attaching to a vhost port).
+    pub link_ups: u64,
+    /// Times the link went down while the switch ran (a guest leaving).
+    pub link_downs: u64,
     /// The driver's counters.
     pub stats: PortStats,
 }

@@ -11,15 +11,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ferrovs_config::Config;
+use ferrovs_config::{Config, VhostMode};
 
 use crate::control::{ControlCore, PmdQueues, SlowPath, UPCALL_QUEUE};
 use crate::dpdk::{
-    DEFAULT_DATA_ROOM, Eal, EalError, LcoreJob, LcorePanic, MAX_BURST, Mempool, MempoolError, Port, PortError,
-    PortSetup, rdtsc, tsc_hz,
+    DEFAULT_DATA_ROOM, Eal, EalError, HEADROOM, LcoreJob, LcorePanic, MAX_BURST, Mempool, MempoolError, Port,
+    PortError, PortSetup, rdtsc, tsc_hz,
 };
 use crate::fastpath::{FlowTables, TablesWriter};
 use crate::l2::{MacKey, MacTable};
+use crate::link::PortLink;
 use crate::ofproto::{Ofproto, PortTable};
 use crate::packet::PortIdx;
 use crate::pmd::{Pmd, PmdShared, PolledRxq, TxBuffer};
@@ -59,6 +60,14 @@ pub enum RunError {
     /// A PMD thread panicked.
     #[error(transparent)]
     Pmd(#[from] LcorePanic),
+    /// A vhost server socket path is taken.
+    #[error("port {name}: {reason}")]
+    VhostSocket {
+        /// The port.
+        name: String,
+        /// Why the socket cannot be created.
+        reason: String,
+    },
     /// EAL has fewer worker lcores than PMDs (should not happen: we derive the list).
     #[error("EAL started {got} worker lcores, {want} PMDs need one each")]
     Lcores {
@@ -142,6 +151,12 @@ pub fn eal_args(config: &Config) -> Vec<String> {
         .chain(dp.pmd_cores.iter().enumerate().map(|(i, c)| format!("{}@{c}", i + 1)))
         .collect();
     let mut args = vec![format!("--lcores={}", lcores.join(",")), "--main-lcore=0".to_string()];
+    if config.ports.iter().any(|p| p.devargs.vhost_socket().is_some()) {
+        // The vhost library logs every message of every connection at INFO; link and queue
+        // changes are logged by ferrovs itself. Given before the user's arguments, which may
+        // raise it again.
+        args.push("--log-level=lib.vhost.config:warning".to_string());
+    }
     args.extend(config.eal_args.iter().cloned());
     args
 }
@@ -151,6 +166,17 @@ struct SwitchPort {
     port: Port,
     driver: String,
     setup: PortSetup,
+    link: PortLink,
+}
+
+impl SwitchPort {
+    /// Whether the control core transmits on queue 0 rather than a queue of its own. A vhost
+    /// port's queue pairs beyond the first are enabled by the guest, which may enable fewer
+    /// than configured (a one-vCPU Linux guest enables one): queue 0 is the one always there,
+    /// and the control core sends the first packets of every flow.
+    fn control_on_queue_0(&self) -> bool {
+        self.driver == "net_vhost"
+    }
 }
 
 /// Runs the switch until `stop` is set, or an option in `opts` says so; returns what it did.
@@ -180,33 +206,43 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
     let senders = npmds + 1;
     let mut ports = Vec::with_capacity(config.ports.len());
     for pc in &config.ports {
+        if let Some(v) = pc.vhost.as_ref().filter(|v| v.mode == VhostMode::Server) {
+            clear_stale_socket(&v.path).map_err(|reason| RunError::VhostSocket { name: pc.name.clone(), reason })?;
+        }
         let port = Port::attach(&eal, &pc.name, &pc.devargs.to_string())?;
         let info = port.info()?;
-        let mut tx_queues = (senders as u16).clamp(1, info.max_tx_queues.max(1));
-        if info.driver == "net_tap" {
+        let max_tx = info.max_tx_queues.max(1);
+        let tx_queues = match info.driver.as_str() {
             // A tap wants as many transmit queues as receive queues; senders then share them.
-            tx_queues = pc.rx_queues;
-        }
-        let setup = PortSetup { rx_queues: pc.rx_queues, tx_queues, rx_desc: pc.rx_desc, tx_desc: pc.tx_desc };
-        ports.push(SwitchPort { port, driver: info.driver, setup });
+            "net_tap" => pc.rx_queues,
+            // One per PMD; the control core shares queue 0 (see `control_on_queue_0`).
+            "net_vhost" => (npmds as u16).clamp(1, max_tx),
+            _ => (senders as u16).clamp(1, max_tx),
+        };
+        let setup =
+            PortSetup { rx_queues: pc.rx_queues, tx_queues, rx_desc: pc.rx_desc, tx_desc: pc.tx_desc, mtu: pc.mtu };
+        ports.push(SwitchPort { port, driver: info.driver, setup, link: PortLink::default() });
     }
 
     let pool_size = mempool_size(config, &ports, senders);
-    let pool = Arc::new(Mempool::new(&eal, "ferrovs_mbufs", pool_size, MEMPOOL_CACHE, DEFAULT_DATA_ROOM, None)?);
-    log::info!("mempool: {pool_size} mbufs of {DEFAULT_DATA_ROOM} B");
+    let data_room = data_room(config);
+    let pool = Arc::new(Mempool::new(&eal, "ferrovs_mbufs", pool_size, MEMPOOL_CACHE, data_room, None)?);
+    log::info!("mempool: {pool_size} mbufs of {data_room} B");
 
     for sp in &mut ports {
         sp.port.configure(&sp.setup, &pool)?;
         sp.port.start()?;
         sp.port.enable_promiscuous();
         let link = sp.port.link()?;
+        sp.link.started(link.up);
         let mac = sp.port.mac()?;
         log::info!(
-            "port {} ({}): {} rxq, {} txq, link {} {} Mbps, mac {}",
+            "port {} ({}): {} rxq, {} txq, mtu {}, link {} {} Mbps, mac {}",
             sp.port.name(),
             sp.driver,
             sp.setup.rx_queues,
             sp.setup.tx_queues,
+            sp.port.mtu()?,
             if link.up { "up" } else { "down" },
             link.speed_mbps,
             mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
@@ -247,12 +283,20 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
 
     let mut port_reports = Vec::with_capacity(ports.len());
     for (sp, pc) in ports.into_iter().zip(&config.ports) {
-        let SwitchPort { mut port, driver, .. } = sp;
+        let SwitchPort { mut port, driver, link, .. } = sp;
         let link_up = port.link().map(|l| l.up).unwrap_or(false);
         port.stop()?;
         let stats = port.stats()?;
         port.close()?;
-        port_reports.push(PortReport { name: pc.name.clone(), ofport: pc.ofport, driver, link_up, stats });
+        port_reports.push(PortReport {
+            name: pc.name.clone(),
+            ofport: pc.ofport,
+            driver,
+            link_up,
+            link_ups: link.ups(),
+            link_downs: link.downs(),
+            stats,
+        });
     }
     let mempool = MempoolReport { capacity: pool.capacity(), in_use: pool.in_use() };
     drop(pool);
@@ -289,6 +333,33 @@ fn mac_table(config: &Config, ports: &PortTable) -> MacTable {
         table.add_static(MacKey::new(s.vlan, s.mac), port);
     }
     table
+}
+
+/// The packet buffers' data room: a frame of the largest configured `mtu` (with an Ethernet
+/// header, two VLAN tags and a CRC) must fit one buffer, behind the headroom; never less than
+/// DPDK's default. Frames larger than a buffer arrive as chains, which the PMDs drop (`oversize`).
+fn data_room(config: &Config) -> u16 {
+    const FRAME_OVERHEAD: u16 = 14 + 2 * 4 + 4;
+    let largest = config.ports.iter().filter_map(|p| p.mtu).max().unwrap_or(0);
+    DEFAULT_DATA_ROOM.max(HEADROOM + largest + FRAME_OVERHEAD)
+}
+
+/// Makes way for a vhost server socket: a socket file nobody listens on (left by a switch that
+/// was killed) is removed, as DPDK would fail to bind; one with a listener is an error.
+fn clear_stale_socket(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
+    if !meta.file_type().is_socket() {
+        return Err(format!("{} exists and is not a socket", path.display()));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(format!("another process listens on {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            log::info!("removing the stale socket {}", path.display());
+            std::fs::remove_file(path).map_err(|e| format!("cannot remove the stale socket {}: {e}", path.display()))
+        }
+        Err(e) => Err(format!("cannot tell whether {} is in use: {e}", path.display())),
+    }
 }
 
 /// Which PMD polls each receive queue, as (port index, queue, PMD index). Pinned queues
@@ -349,14 +420,16 @@ fn build_pmds(
     let mut tx: Vec<Vec<TxBuffer>> = (0..senders).map(|_| Vec::with_capacity(ports.len())).collect();
     for sp in ports.iter_mut() {
         let nq = usize::from(sp.setup.tx_queues);
+        let control_on_0 = sp.control_on_queue_0();
+        let queue_of = |sender: usize| if sender == npmds && control_on_0 { 0 } else { sender % nq };
         let mut handles: Vec<Vec<_>> = Vec::with_capacity(nq);
         for q in 0..nq {
-            let users = (q..senders).step_by(nq).count();
+            let users = (0..senders).filter(|&s| queue_of(s) == q).count();
             handles.push(sp.port.tx_queue(q as u16, users)?);
         }
         for (sender, bufs) in tx.iter_mut().enumerate() {
-            let queue = handles[sender % nq].pop().expect("one handle per user");
-            bufs.push(TxBuffer::new(queue));
+            let queue = handles[queue_of(sender)].pop().expect("one handle per user");
+            bufs.push(TxBuffer::new(queue, sp.link.flag()));
         }
     }
     let control_tx = tx.pop().expect("the control core is the last sender");
@@ -422,6 +495,9 @@ fn control_loop(
             continue;
         }
         last_tick = Instant::now();
+        for sp in ports {
+            sp.link.poll(&sp.port);
+        }
         if stop.load(Ordering::Relaxed) {
             log::info!("stop requested");
             return window_end(&window_start, control);
@@ -448,7 +524,16 @@ fn control_loop(
             );
         }
         if last_log.elapsed() >= Duration::from_secs(1) {
-            log::debug!("received {rx} packets so far");
+            if log::log_enabled!(log::Level::Debug) {
+                let counts: Vec<String> = ports
+                    .iter()
+                    .map(|sp| {
+                        let s = sp.port.stats().unwrap_or_default();
+                        format!("{} rx {} tx {}", sp.port.name(), s.rx_packets, s.tx_packets)
+                    })
+                    .collect();
+                log::debug!("received {rx} packets so far; ports: {}", counts.join(", "));
+            }
             last_log = Instant::now();
         }
     }

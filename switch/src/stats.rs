@@ -33,6 +33,7 @@ macro_rules! drop_reasons {
 }
 
 drop_reasons! {
+    Oversize => "oversize", "The received frame did not fit one packet buffer (it came as an mbuf chain): larger than the largest port `mtu` allows.";
     NoMatch => "no_match", "No flow rule matched the packet.";
     DropAction => "drop_action", "The matching rule's actions drop it (`drop`, or no action).";
     OutputToInPort => "output_to_in_port", "Every output of the rule was the input port, which OpenFlow skips.";
@@ -48,6 +49,7 @@ drop_reasons! {
     UpcallRateLimited => "upcall_rate_limited", "A miss exceeded the PMD's upcall rate limit (`upcall_rate`).";
     OrderHoldFull => "order_hold_full", "A packet that had to wait for older packets of its flow at the control core found the PMD's holding queue full.";
     TxQueueFull => "tx_queue_full", "The port's transmit queue stayed full after retries (counted per copy).";
+    PortDown => "port_down", "The output port's link was down (a vhost port without a guest attached), so nothing was tried (counted per copy).";
 }
 
 /// Per-drop-reason counts.
@@ -74,7 +76,12 @@ impl DropCounts {
     /// Drops of whole packets (the reasons decided before transmission), as opposed to copies that
     /// could not be made or sent.
     pub fn packets(&self) -> u64 {
-        self.total() - self.get(DropReason::TxQueueFull) - self.get(DropReason::NoMbuf)
+        self.total() - self.copies()
+    }
+
+    /// Drops of single output copies: not made, refused by the device, or for a port that is down.
+    pub fn copies(&self) -> u64 {
+        self.get(DropReason::TxQueueFull) + self.get(DropReason::NoMbuf) + self.get(DropReason::PortDown)
     }
 
     /// (name, count) for every reason with a nonzero count.
@@ -243,10 +250,13 @@ mod tests {
         };
         c.drops.add(DropReason::TxQueueFull, 9);
         c.drops.add(DropReason::NoMatch, 8);
+        c.drops.add(DropReason::PortDown, 5);
+        c.drops.add(DropReason::Oversize, 2);
         let p = PublishedCounters::default();
         p.publish(&c);
         assert_eq!(p.read(), c);
-        assert_eq!(c.drops.packets(), 8);
-        assert_eq!(c.drops.total(), 17);
+        assert_eq!(c.drops.packets(), 10, "no_match and oversize drop packets");
+        assert_eq!(c.drops.copies(), 14, "tx_queue_full and port_down drop copies");
+        assert_eq!(c.drops.total(), 24);
     }
 }

@@ -17,6 +17,7 @@ fn eal() -> Eal {
         "--no-telemetry",
         "--lcores=0@0,1@0", // a worker lcore sharing CPU 0 with the main one
         "--log-level=lib.eal:error",
+        "--log-level=lib.vhost.config:warning",
         &format!("--file-prefix={prefix}"),
     ])
     .expect("EAL starts without hugepages");
@@ -40,6 +41,12 @@ fn safe_layer_frees_every_mbuf_exactly_once() {
 
     ports_hand_out_queues_once_and_return_their_mbufs(&eal, &pool);
     assert_eq!(pool.in_use(), base, "after the port test");
+
+    chains_are_dropped_whole(&eal, &pool);
+    assert_eq!(pool.in_use(), base, "after the chain test");
+
+    vhost_ports_wait_for_a_guest(&eal, &pool);
+    assert_eq!(pool.in_use(), base, "after the vhost test");
 
     lcore_jobs_return_values_and_panics(&eal);
 }
@@ -104,7 +111,7 @@ fn ports_hand_out_queues_once_and_return_their_mbufs(eal: &Eal, pool: &Arc<Mempo
     let mut src = Port::attach(eal, "src", "net_null0,size=64").unwrap();
     let mut dst = Port::attach(eal, "dst", "net_null1,no-rx=1").unwrap();
     assert_eq!(src.info().unwrap().driver, "net_null");
-    let setup = PortSetup { rx_queues: 1, tx_queues: 1, rx_desc: 256, tx_desc: 256 };
+    let setup = PortSetup { rx_queues: 1, tx_queues: 1, rx_desc: 256, tx_desc: 256, mtu: None };
     for port in [&mut src, &mut dst] {
         port.configure(&setup, pool).unwrap();
         port.start().unwrap();
@@ -144,6 +151,64 @@ fn ports_hand_out_queues_once_and_return_their_mbufs(eal: &Eal, pool: &Arc<Mempo
     // The same devargs can be probed again after close.
     let again = Port::attach(eal, "again", "net_null0,size=64").unwrap();
     again.close().unwrap();
+}
+
+/// A frame bigger than one buffer arrives as a chain (net_pcap reads it into several mbufs);
+/// `drop_chained` frees the whole chain and keeps the other packets in order.
+fn chains_are_dropped_whole(eal: &Eal, pool: &Arc<Mempool>) {
+    use pcap_file::pcap::{PcapPacket, PcapWriter};
+    let dir = std::env::temp_dir().join(format!("ferrovs-chain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("in.pcap");
+    let mut w = PcapWriter::new(std::fs::File::create(&input).unwrap()).unwrap();
+    for len in [60usize, 5000, 64] {
+        let frame = vec![len as u8; len];
+        w.write_packet(&PcapPacket::new(std::time::Duration::ZERO, len as u32, &frame)).unwrap();
+    }
+    drop(w);
+    let mut port = Port::attach(eal, "pcap", &format!("net_pcap5,rx_pcap={}", input.display())).unwrap();
+    let setup = PortSetup { rx_queues: 1, tx_queues: 1, rx_desc: 64, tx_desc: 64, mtu: None };
+    port.configure(&setup, pool).unwrap();
+    port.start().unwrap();
+    let mut rxq = port.rx_queue(0).unwrap();
+    let mut burst = Burst::new();
+    while burst.len() < 3 {
+        rxq.recv(&mut burst, 32);
+    }
+    let segments: Vec<u16> = burst.as_slice().iter().map(|m| m.segments()).collect();
+    assert_eq!(segments, [1, 3, 1], "5000 bytes take three 2 KB buffers");
+    assert_eq!(pool.in_use(), 5);
+    assert_eq!(burst.drop_chained(), 1);
+    assert_eq!(pool.in_use(), 2, "the chain is freed whole");
+    let lens: Vec<usize> = burst.as_slice().iter().map(|m| m.len()).collect();
+    assert_eq!(lens, [60, 64], "the others stay, in order");
+    assert_eq!(burst.drop_chained(), 0);
+    drop(burst);
+    drop(rxq);
+    port.close().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A vhost-user port without a guest: link down, no queue events, the socket it listens on
+/// removed when it closes.
+fn vhost_ports_wait_for_a_guest(eal: &Eal, pool: &Arc<Mempool>) {
+    let sock = std::env::temp_dir().join(format!("ferrovs-vhost-{}.sock", std::process::id()));
+    let devargs = format!("net_vhost7,iface={},queues=2,client=0", sock.display());
+    let mut port = Port::attach(eal, "vm", &devargs).unwrap();
+    assert_eq!(port.info().unwrap().driver, "net_vhost");
+    let setup = PortSetup { rx_queues: 2, tx_queues: 2, rx_desc: 64, tx_desc: 64, mtu: Some(9000) };
+    port.configure(&setup, pool).unwrap();
+    port.start().unwrap();
+    assert!(sock.exists(), "the server socket is listening");
+    assert!(!port.link().unwrap().up, "no guest, no link");
+    assert_eq!(port.mtu().unwrap(), 9000);
+    assert_eq!(port.vhost_queue_event(), None);
+    assert_eq!(port.stats().unwrap().rx_queue_packets, [0, 0]);
+    port.close().unwrap();
+    assert!(!sock.exists(), "closing removes the socket");
+    let null = Port::attach(eal, "null", "net_null3").unwrap();
+    assert_eq!(null.vhost_queue_event(), None, "other drivers have no queue events");
+    null.close().unwrap();
 }
 
 fn lcore_jobs_return_values_and_panics(eal: &Eal) {

@@ -9,6 +9,7 @@ pub mod live;
 pub mod ovs;
 pub mod tap;
 pub mod traffic;
+pub mod virtio;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -84,6 +84,24 @@ impl TokenBucket {
         Self { tokens: max, max, ticks_per_token: hz.checked_div(rate).map_or(0, |t| t.max(1)), last_tsc: 0 }
     }
 
+    /// Most tokens it holds at once (`usize::MAX`: unlimited).
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        if self.ticks_per_token == 0 { usize::MAX } else { self.max as usize }
+    }
+
+    /// Tokens that [`take`](Self::take) would grant at `now_tsc` (`usize::MAX`: unlimited).
+    #[inline]
+    pub fn available(&self, now_tsc: u64) -> usize {
+        if self.ticks_per_token == 0 {
+            return usize::MAX;
+        }
+        if self.tokens > 0 {
+            return self.tokens as usize;
+        }
+        (now_tsc.saturating_sub(self.last_tsc) / self.ticks_per_token).min(self.max) as usize
+    }
+
     /// Takes a token at `now_tsc`; false when the rate is exceeded.
     #[inline]
     pub fn take(&mut self, now_tsc: u64) -> bool {
@@ -114,6 +132,7 @@ mod tests {
         assert_eq!(burst, 10, "a tenth of a second's worth at once");
         assert!(!b.take(5));
         assert!(b.take(10));
+        assert_eq!((b.available(15), b.available(20), b.available(1000)), (0, 1, 10));
         let over_a_second = (1..=1000u64).filter(|t| b.take(10 + t)).count();
         assert!((95..=105).contains(&over_a_second), "{over_a_second}");
         let mut unlimited = TokenBucket::new(0, 1000);

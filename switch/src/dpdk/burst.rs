@@ -80,6 +80,24 @@ impl Burst {
         Drain { burst: self, next: 0, end }
     }
 
+    /// Frees the packets that span several mbufs (a chain: a frame larger than one buffer), in
+    /// one bulk call, and keeps the others in order; returns how many it freed. The data path
+    /// reads and rewrites headers in a packet's first buffer only, so chains never enter it.
+    #[inline]
+    pub fn drop_chained(&mut self) -> usize {
+        if self.as_slice().iter().all(|p| p.segments() == 1) {
+            return 0;
+        }
+        let (mut kept, mut chained) = (Burst::new(), Burst::new());
+        for pkt in self.drain() {
+            let into = if pkt.segments() == 1 { &mut kept } else { &mut chained };
+            // Cannot fail: the two together hold what one burst held.
+            let _ = into.push(pkt);
+        }
+        *self = kept;
+        chained.len()
+    }
+
     /// Frees every packet with one bulk call.
     pub fn clear(&mut self) {
         if self.len == 0 {

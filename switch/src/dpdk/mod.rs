@@ -18,7 +18,7 @@ pub use eal::{Eal, EalError, LcoreJob, LcorePanic};
 pub use error::RteError;
 pub use mbuf::{Mbuf, NoRoom};
 pub use mempool::{Mempool, MempoolError};
-pub use port::{DevInfo, Link, Port, PortError, PortSetup, PortStats};
+pub use port::{DevInfo, Link, Port, PortError, PortSetup, PortStats, VhostQueueEvent};
 pub use queue::{RxQueue, TxQueue};
 pub use tsc::{prefetch, rdtsc, tsc_hz};
 

@@ -93,6 +93,8 @@ pub struct PortSetup {
     pub rx_desc: u16,
     /// Descriptors per transmit queue.
     pub tx_desc: u16,
+    /// The MTU to configure; `None` leaves the device's default (1500).
+    pub mtu: Option<u16>,
 }
 
 /// What the device can do (`rte_eth_dev_info`).
@@ -124,7 +126,7 @@ pub struct Link {
 }
 
 /// Port counters as the driver keeps them (`rte_eth_stats`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PortStats {
     /// Packets received.
     pub rx_packets: u64,
@@ -142,6 +144,19 @@ pub struct PortStats {
     pub tx_errors: u64,
     /// Receive failures for lack of mbufs.
     pub rx_nombuf: u64,
+    /// Packets received per receive queue (the first 16 queues, as DPDK counts them).
+    pub rx_queue_packets: Vec<u64>,
+}
+
+/// A vhost-user queue that the guest enabled or disabled (`net_vhost` ports only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VhostQueueEvent {
+    /// The queue (pair) number.
+    pub queue: u16,
+    /// Our receive queue (the guest's transmit ring) when true, our transmit queue otherwise.
+    pub rx: bool,
+    /// Enabled, or disabled.
+    pub enabled: bool,
 }
 
 /// What queue handles share: the port's identity, kept alive while any handle exists.
@@ -156,6 +171,7 @@ pub(crate) struct PortShared {
 pub struct Port {
     shared: Arc<PortShared>,
     device: *mut sys::rte_device,
+    driver: String,
     rx_taken: Vec<bool>,
     tx_taken: Vec<bool>,
     pools: Vec<Arc<Mempool>>,
@@ -193,6 +209,7 @@ impl Port {
         Ok(Self {
             shared: Arc::new(PortShared { id, name: name.into(), _eal: eal.clone() }),
             device: info.device,
+            driver: driver_name(&info),
             rx_taken: Vec::new(),
             tx_taken: Vec::new(),
             pools: Vec::new(),
@@ -221,12 +238,7 @@ impl Port {
         // SAFETY: valid port id; `info` is writable.
         RteError::check(unsafe { sys::rte_eth_dev_info_get(self.id(), &mut info) })
             .map_err(self.call_err("rte_eth_dev_info_get"))?;
-        let driver = if info.driver_name.is_null() {
-            String::from("?")
-        } else {
-            // SAFETY: DPDK returns a static NUL-terminated driver name.
-            unsafe { CStr::from_ptr(info.driver_name) }.to_string_lossy().into_owned()
-        };
+        let driver = driver_name(&info);
         // SAFETY: valid port id.
         let socket = unsafe { sys::rte_eth_dev_socket_id(self.id()) };
         Ok(DevInfo {
@@ -258,6 +270,8 @@ impl Port {
             }
         }
         let mut conf = sys::rte_eth_conf::default();
+        // 0 is DPDK's "default" (1500); rte_eth_dev_configure checks the value against the device.
+        conf.rxmode.mtu = u32::from(setup.mtu.unwrap_or(0));
         if setup.rx_queues > 1 {
             conf.rxmode.mq_mode = sys::rte_eth_rx_mq_mode::RTE_ETH_MQ_RX_RSS;
             conf.rx_adv_conf.rss_conf.rss_hf =
@@ -368,7 +382,9 @@ impl Port {
         // SAFETY: valid port; `s` is writable. Reading stats is safe alongside rx/tx bursts.
         RteError::check(unsafe { sys::rte_eth_stats_get(self.id(), &mut s) })
             .map_err(self.call_err("rte_eth_stats_get"))?;
+        let queues = self.rx_taken.len().min(s.q_ipackets.len());
         Ok(PortStats {
+            rx_queue_packets: s.q_ipackets[..queues].to_vec(),
             rx_packets: s.ipackets,
             tx_packets: s.opackets,
             rx_bytes: s.ibytes,
@@ -378,6 +394,30 @@ impl Port {
             tx_errors: s.oerrors,
             rx_nombuf: s.rx_nombuf,
         })
+    }
+
+    /// The port's MTU as the device reports it now (a vhost port takes the guest's, when the
+    /// guest negotiates one).
+    pub fn mtu(&self) -> Result<u16, PortError> {
+        let mut mtu = 0u16;
+        // SAFETY: valid port; `mtu` is writable.
+        RteError::check(unsafe { sys::rte_eth_dev_get_mtu(self.id(), &mut mtu) })
+            .map_err(self.call_err("rte_eth_dev_get_mtu"))?;
+        Ok(mtu)
+    }
+
+    /// The next change of a vhost-user queue's state since the last call, if any; always `None`
+    /// for ports of other drivers. (The driver keeps the latest state per queue, so a queue
+    /// switched off and on again between two calls reports nothing.)
+    pub fn vhost_queue_event(&self) -> Option<VhostQueueEvent> {
+        if self.driver != "net_vhost" || self.closed {
+            return None;
+        }
+        let mut ev = sys::rte_eth_vhost_queue_event::default();
+        // SAFETY: the port is a live net_vhost port (checked above), for which the driver keeps
+        // the queue states this reads under its own lock; `ev` is writable.
+        let ret = unsafe { sys::rte_eth_vhost_get_queue_event(self.id(), &mut ev) };
+        (ret == 0).then_some(VhostQueueEvent { queue: ev.queue_id, rx: ev.rx, enabled: ev.enable })
     }
 
     /// Receives every frame regardless of destination MAC (a switch port must). Devices that
@@ -427,6 +467,15 @@ fn take(taken: &mut [bool], queue: u16) -> Option<()> {
     }
     *slot = true;
     Some(())
+}
+
+fn driver_name(info: &sys::rte_eth_dev_info) -> String {
+    if info.driver_name.is_null() {
+        String::from("?")
+    } else {
+        // SAFETY: DPDK returns a static NUL-terminated driver name.
+        unsafe { CStr::from_ptr(info.driver_name) }.to_string_lossy().into_owned()
+    }
 }
 
 const fn libc_enotsup() -> i32 {

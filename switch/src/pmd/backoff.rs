@@ -1,45 +1,35 @@
-//! Miss-storm isolation: a receive queue whose bursts the control core cannot absorb is polled
-//! less often, so the PMD's cycles go to the queues whose packets it can forward.
+//! Miss-storm isolation: a receive queue whose misses the control core cannot absorb is polled
+//! only when the control core has room for another burst of them, so the PMD's cycles go to the
+//! queues whose packets it can forward.
 //!
 //! When most of a burst is shed because the PMD's upcall queue is full (or the upcall rate limit
-//! is spent), parsing and looking up more of that queue's packets buys nothing: they would be
-//! shed too. So the queue skips the next polls, twice as many after each such burst (up to
-//! [`MAX_SKIP`]), and is polled normally again after its first burst that was not mostly shed.
-//! The control core still gets a full queue of upcalls (it drains a few thousand per
-//! millisecond; a skip lasts microseconds), so flow setup runs at its full rate, while an
-//! established flow on another queue keeps the PMD to itself. Packets a skipped queue cannot
-//! hold are dropped by the device and counted there (`imissed`); they would have been shed anyway.
+//! is spent), parsing and looking up more of that queue's packets buys nothing until room opens:
+//! they would be shed too. So such a queue is marked stormy and skipped while the room left (in
+//! the upcall queue and the rate limit) is less than a burst; it is polled as soon as a burst
+//! fits, so the control core stays fed and flow setup keeps its full rate, and it is unmarked
+//! by its first burst that is not mostly shed. An established flow on another queue keeps the
+//! rest of the PMD. Packets a skipped queue cannot hold are dropped by the device and counted
+//! there (`imissed`); they would have been shed anyway.
 
-/// Most passes a queue skips in a row.
-pub const MAX_SKIP: u16 = 64;
-
-/// One receive queue's back-off state.
+/// One receive queue's state.
 #[derive(Debug, Clone, Default)]
 pub struct MissBackoff {
-    skip: u16,
-    last: u16,
+    stormy: bool,
 }
 
 impl MissBackoff {
-    /// Whether to poll the queue in this pass (false: it is skipping, one pass fewer to go).
+    /// Whether to poll the queue now, given the `room` the control core has left for misses
+    /// (asked only for a stormy queue) and the room `wanted` (a burst, or less when the rate
+    /// limit never grants that many at once).
     #[inline]
-    pub fn poll_now(&mut self) -> bool {
-        if self.skip == 0 {
-            return true;
-        }
-        self.skip -= 1;
-        false
+    pub fn poll_now(&self, room: impl FnOnce() -> usize, wanted: usize) -> bool {
+        !self.stormy || room() >= wanted
     }
 
     /// After a burst of `received` packets of which `shed` found no room at the control core.
     #[inline]
     pub fn after_burst(&mut self, received: usize, shed: usize) {
-        if received > 0 && shed * 4 >= received * 3 {
-            self.last = (self.last.max(1) * 2).min(MAX_SKIP);
-            self.skip = self.last;
-        } else {
-            self.last = 0;
-        }
+        self.stormy = received > 0 && shed * 4 >= received * 3;
     }
 }
 
@@ -47,29 +37,17 @@ impl MissBackoff {
 mod tests {
     use super::*;
 
-    fn polls(b: &mut MissBackoff, passes: usize) -> usize {
-        (0..passes).filter(|_| b.poll_now()).count()
-    }
-
     #[test]
-    fn backs_off_exponentially_while_bursts_are_shed_and_recovers_at_once() {
+    fn a_stormy_queue_waits_for_room_for_a_burst() {
         let mut b = MissBackoff::default();
-        assert_eq!(polls(&mut b, 10), 10, "a fresh queue is polled every pass");
-        let mut skips = Vec::new();
-        for _ in 0..8 {
-            b.after_burst(32, 32);
-            let mut n = 0;
-            while !b.poll_now() {
-                n += 1;
-            }
-            skips.push(n);
-        }
-        assert_eq!(skips, [2, 4, 8, 16, 32, 64, 64, 64]);
-        b.after_burst(32, 8); // mostly forwarded: back to every pass
-        assert_eq!(polls(&mut b, 5), 5);
-        b.after_burst(32, 23); // 72 % shed: not enough to back off
-        assert!(b.poll_now());
-        b.after_burst(0, 0);
-        assert!(b.poll_now());
+        assert!(b.poll_now(|| unreachable!("a calm queue does not ask"), 32));
+        b.after_burst(32, 24); // 75 % shed: stormy
+        assert!(!b.poll_now(|| 31, 32));
+        assert!(b.poll_now(|| 32, 32));
+        b.after_burst(32, 23); // under 75 %: calm again
+        assert!(b.poll_now(|| 0, 32));
+        b.after_burst(32, 32);
+        b.after_burst(0, 0); // an empty burst is not a storm
+        assert!(b.poll_now(|| 0, 32));
     }
 }

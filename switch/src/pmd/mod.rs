@@ -73,7 +73,7 @@ pub struct PolledRxq {
 pub struct Pmd {
     id: usize,
     rxqs: Vec<PolledRxq>,
-    /// Per receive queue: how long it skips polls while the control core cannot keep up with it.
+    /// Per receive queue: whether it waits for room at the control core before it is polled.
     backoff: Vec<MissBackoff>,
     tx: Vec<TxBuffer>,
     tables: Arc<FlowTables>,
@@ -235,7 +235,9 @@ impl Pmd {
             self.tables.refresh(&mut self.view);
             let mut received = 0;
             for q in 0..self.rxqs.len() {
-                if !self.backoff[q].poll_now() {
+                // Room for a burst, or for all the rate limit ever grants at once.
+                let wanted = self.burst_size.min(self.limiter.capacity());
+                if !self.backoff[q].poll_now(|| self.upcall_room(), wanted) {
                     self.counters.rxq_skips += 1;
                     continue;
                 }
@@ -283,6 +285,14 @@ impl Pmd {
         self.counters
     }
 
+    /// How many more misses the control core would take now: free upcall queue slots, and the
+    /// rate limit's tokens.
+    fn upcall_room(&self) -> usize {
+        let q = &self.queues.upcalls;
+        let free = q.capacity() - q.len();
+        free.min(self.limiter.available(rdtsc()))
+    }
+
     /// Misses dropped so far because the control core had no room for them.
     #[inline]
     fn shed(&self) -> u64 {
@@ -307,9 +317,14 @@ impl Pmd {
         let mut up = Upcaller { queues, limiter, inflight, handled };
         // Held packets whose elders have left go first, with the same `handled` this burst sees.
         Self::release_held(held, *id, tables, tx, &mut up, counters);
-        let n = burst.len();
-        counters.rx_packets += n as u64;
+        counters.rx_packets += burst.len() as u64;
         counters.batches += 1;
+        // Frames larger than one buffer arrive as mbuf chains; parsing and rewrites assume one.
+        let chained = burst.drop_chained();
+        if chained > 0 {
+            counters.drops.add(DropReason::Oversize, chained as u64);
+        }
+        let n = burst.len();
 
         // Bring every packet's headers in, parse them all, then hash them all and prefetch each
         // key's cache buckets (separate passes: a key is read back only after its stores settled).
