@@ -162,13 +162,8 @@ ovs_stop() {
 }
 trap ovs_stop EXIT
 
-run_ovs() { # rules flows rep
-  local rs=$1 n=$2 rep=$3 d=$out/logs/ovs_${1}_${2}_r$3
-  if [ "$n" -gt 250000 ]; then record ovs "$rs" "$n" "$rep" "" "" "pcap too big for OVS's fixed mempool"; return; fi
-  rm -rf "$d"; mkdir -p "$d"; ovs_dir=$d
-  local vsctl="ovs-vsctl --timeout=60 --db=unix:$d/db.sock" appctl="ovs-appctl -t $d/vswitchd.ctl"
-  local ofctl="ovs-ofctl"
-  export OVS_RUNDIR=$d OVS_DBDIR=$d OVS_LOGDIR=$d
+ovs_start() { # dir vsctl: a fresh ovsdb-server and ovs-vswitchd (PMD on CPU 1) with bridge br0
+  local d=$1 vsctl=$2
   ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema
   ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --pidfile="$d/ovsdb.pid" --unixctl="$d/ovsdb.ctl" \
     --log-file="$d/ovsdb.log" --detach -vconsole:off
@@ -179,6 +174,16 @@ run_ovs() { # rules flows rep
   "$VSWITCHD" "unix:$d/db.sock" --pidfile="$d/vswitchd.pid" --unixctl="$d/vswitchd.ctl" \
     --log-file="$d/vswitchd.log" --detach -vconsole:off
   $vsctl add-br br0 -- set bridge br0 datapath_type=netdev fail-mode=secure
+}
+
+run_ovs() { # rules flows rep
+  local rs=$1 n=$2 rep=$3 d=$out/logs/ovs_${1}_${2}_r$3
+  if [ "$n" -gt 250000 ]; then record ovs "$rs" "$n" "$rep" "" "" "pcap too big for OVS's fixed mempool"; return; fi
+  rm -rf "$d"; mkdir -p "$d"; ovs_dir=$d
+  local vsctl="ovs-vsctl --timeout=60 --db=unix:$d/db.sock" appctl="ovs-appctl -t $d/vswitchd.ctl"
+  local ofctl="ovs-ofctl"
+  export OVS_RUNDIR=$d OVS_DBDIR=$d OVS_LOGDIR=$d
+  ovs_start "$d" "$vsctl"
   $vsctl add-port br0 p1 -- set Interface p1 type=dpdk ofport_request=2 "options:dpdk-devargs=net_null0,no-rx=1"
   # Rules before the source port: flows installed under traffic leave stale ukeys behind.
   rules_for "$rs" > "$d/rules.txt"
@@ -353,16 +358,7 @@ run_ovs_vhost() { # rep
   local vsctl="ovs-vsctl --timeout=60 --db=unix:$d/db.sock" appctl="ovs-appctl -t $d/vswitchd.ctl"
   export OVS_RUNDIR=$d OVS_DBDIR=$d OVS_LOGDIR=$d
   guest_start "$d" || { guest_stop; ovs_dir=""; record ovs vhost 1 "$rep" "" "" "guest failed"; return; }
-  ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-  ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --pidfile="$d/ovsdb.pid" --unixctl="$d/ovsdb.ctl" \
-    --log-file="$d/ovsdb.log" --detach -vconsole:off
-  $vsctl --no-wait init
-  $vsctl --no-wait set Open_vSwitch . other_config:dpdk-init=true other_config:dpdk-lcore-mask=0x1 \
-    other_config:pmd-cpu-mask=0x2 other_config:dpdk-socket-mem=1024 \
-    "other_config:dpdk-extra=--no-pci --file-prefix=ovs-bench"
-  "$VSWITCHD" "unix:$d/db.sock" --pidfile="$d/vswitchd.pid" --unixctl="$d/vswitchd.ctl" \
-    --log-file="$d/vswitchd.log" --detach -vconsole:off
-  $vsctl add-br br0 -- set bridge br0 datapath_type=netdev fail-mode=secure
+  ovs_start "$d" "$vsctl"
   printf 'in_port=1,actions=output:2\nin_port=2,actions=output:1\n' | ovs-ofctl add-flows br0 -
   local i
   for i in 0 1; do

@@ -16,18 +16,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::ovs;
+use super::process::Process;
 use super::tap::{self, Tap};
 
 /// Whether `frame` is one of ours: its source MAC is `02:00:00:xx:xx:xx` (`traffic::mac`), or
@@ -465,105 +463,41 @@ pub fn ferrovs_config(sc: &Scenario, ifaces: &[String]) -> String {
 
 /// A running ferrovs; dropping it kills the process (by PID) if it still runs.
 struct Ferrovs {
-    child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-    ready: Receiver<()>,
-    readers: Vec<JoinHandle<()>>,
+    process: Process,
 }
 
 impl Ferrovs {
     fn spawn(config: &Path, stats: &Path) -> Result<Self, String> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrovs"))
-            .args(["run", "--config"])
-            .arg(config)
-            .arg("--stats-json")
-            .arg(stats)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start ferrovs: {e}"))?;
-        let (stdout, stderr) = (Arc::new(Mutex::new(String::new())), Arc::new(Mutex::new(String::new())));
-        let (tx, ready) = std::sync::mpsc::channel();
-        let out = child.stdout.take().expect("piped");
-        let err = child.stderr.take().expect("piped");
-        let readers = vec![read_lines(out, Arc::clone(&stdout), None), read_lines(err, Arc::clone(&stderr), Some(tx))];
-        Ok(Self { child, stdout, stderr, ready, readers })
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrovs"));
+        cmd.args(["run", "--config"]).arg(config).arg("--stats-json").arg(stats);
+        Ok(Self { process: Process::spawn(cmd)? })
     }
 
     fn log(&self) -> String {
-        let out = self.stdout.lock().unwrap_or_else(|e| e.into_inner());
-        let err = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
-        format!("--- ferrovs stdout\n{out}--- ferrovs stderr\n{err}")
+        format!("--- ferrovs stdout\n{}--- ferrovs stderr\n{}", self.process.stdout(), self.process.stderr())
     }
 
     /// Waits for the log line saying the PMDs forward.
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
-        loop {
-            if self.ready.recv_timeout(Duration::from_millis(50)).is_ok() {
-                return Ok(());
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                self.join_readers();
-                return Err(format!("ferrovs exited ({status}) before forwarding\n{}", self.log()));
+        while !self.process.stderr().contains("forwarding with") {
+            if !self.process.running() {
+                return Err(format!("ferrovs exited before forwarding\n{}", self.log()));
             }
             if Instant::now() > deadline {
                 return Err(format!("ferrovs not forwarding after {timeout:?}\n{}", self.log()));
             }
+            std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     /// SIGINT, then waits (up to 30 s) for a graceful exit.
     fn stop(&mut self) -> Result<ExitStatus, String> {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-INT", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
-                self.join_readers();
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                return Err(format!("ferrovs did not stop within 30 s of SIGINT\n{}", self.log()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process
+            .signal_and_wait("-INT", Duration::from_secs(30))
+            .map_err(|e| format!("ferrovs: {e}\n{}", self.log()))
     }
-
-    fn join_readers(&mut self) {
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-    }
-}
-
-impl Drop for Ferrovs {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        self.join_readers();
-    }
-}
-
-/// A thread appending `from`'s lines to `into`; signals `ready` at the line `forwarding with`.
-fn read_lines(from: impl Read + Send + 'static, into: Arc<Mutex<String>>, ready: Option<Sender<()>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        for line in BufReader::new(from).lines() {
-            let Ok(line) = line else { break };
-            if line.contains("forwarding with") {
-                if let Some(tx) = &ready {
-                    let _ = tx.send(());
-                }
-            }
-            let mut s = into.lock().unwrap_or_else(|e| e.into_inner());
-            s.push_str(&line);
-            s.push('\n');
-        }
-    })
 }
 
 /// Runs `sc` through ferrovs on `net_tap` ports; returns the captures, the final counters and

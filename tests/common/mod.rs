@@ -7,6 +7,7 @@
 
 pub mod live;
 pub mod ovs;
+pub mod process;
 pub mod tap;
 pub mod traffic;
 pub mod virtio;

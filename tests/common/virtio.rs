@@ -11,17 +11,16 @@
 //! second at debug level. (Line-buffering testpmd with `stdbuf` made killed guests take up to
 //! minutes to exit on this kernel, stuck unmapping the memory ferrovs shares.)
 //!
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::ovs::MachineLock;
+use super::process::Process;
 
 /// How long a guest or ferrovs may take to come up, connect, or stop.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -69,89 +68,6 @@ pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool)
     }
     trace(what, started);
     Ok(())
-}
-
-/// A child process whose output is collected line by line, killed (by PID) if still running
-/// when dropped.
-struct Process {
-    child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-impl Process {
-    fn spawn(mut cmd: Command) -> Result<Self, String> {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
-        let (stdout, stderr) = (Arc::new(Mutex::new(String::new())), Arc::new(Mutex::new(String::new())));
-        let out = child.stdout.take().expect("piped");
-        let err = child.stderr.take().expect("piped");
-        let readers = vec![collect(out, Arc::clone(&stdout)), collect(err, Arc::clone(&stderr))];
-        Ok(Self { child, stdout, stderr, readers })
-    }
-
-    fn stdout(&self) -> String {
-        self.stdout.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Sends `signal` (by PID) and waits for the exit.
-    fn signal_and_wait(&mut self, signal: &str) -> Result<ExitStatus, String> {
-        let pid = self.child.id().to_string();
-        if self.running() {
-            let _ = Command::new("kill").args([signal, &pid]).status();
-        }
-        let started = Instant::now();
-        let deadline = started + TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
-                for r in self.readers.drain(..) {
-                    let _ = r.join();
-                }
-                trace(&format!("pid {pid} to exit after {signal}"), started);
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                return Err(format!("pid {pid} did not exit within {TIMEOUT:?} of {signal}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if self.running() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-    }
-}
-
-fn collect(from: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        for line in BufReader::new(from).lines() {
-            let Ok(line) = line else { break };
-            let mut s = into.lock().unwrap_or_else(|e| e.into_inner());
-            s.push_str(&line);
-            s.push('\n');
-        }
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -267,12 +183,12 @@ impl Guest {
 
     /// Kills it (SIGKILL), as a crash would: its socket file stays.
     pub fn kill(mut self) {
-        let _ = self.process.signal_and_wait("-KILL");
+        let _ = self.process.signal_and_wait("-KILL", TIMEOUT);
     }
 
     /// Stops it (SIGINT) and reads its totals.
     pub fn stop(mut self) -> Result<GuestCounts, String> {
-        let status = self.process.signal_and_wait("-INT")?;
+        let status = self.process.signal_and_wait("-INT", TIMEOUT)?;
         let out = self.process.stdout();
         let summary = out
             .split("Accumulated forward statistics for all ports")
@@ -291,7 +207,7 @@ impl Guest {
 
 impl Drop for Guest {
     fn drop(&mut self) {
-        let _ = self.process.signal_and_wait("-KILL");
+        let _ = self.process.signal_and_wait("-KILL", TIMEOUT);
         let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.prefix));
     }
 }
@@ -446,7 +362,7 @@ impl Ferrovs {
 
     /// Stops it (SIGINT); it must exit successfully, with no mbuf left in use.
     pub fn stop(mut self) -> Result<Run, String> {
-        let status = self.process.signal_and_wait("-INT")?;
+        let status = self.process.signal_and_wait("-INT", TIMEOUT)?;
         let log = self.log();
         if !status.success() {
             return Err(format!("ferrovs failed ({status})\n{log}"));
@@ -461,7 +377,7 @@ impl Ferrovs {
 
 impl Drop for Ferrovs {
     fn drop(&mut self) {
-        let _ = self.process.signal_and_wait("-KILL");
+        let _ = self.process.signal_and_wait("-KILL", TIMEOUT);
         let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.prefix));
     }
 }
