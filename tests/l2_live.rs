@@ -45,8 +45,19 @@ fn learns_floods_unknown_destinations_and_follows_a_move() {
     assert_eq!(out.port("p1"), want(&[0, 2, 3, 5]), "{}", out.dump());
     assert_eq!(out.port("p2"), want(&[0, 4, 5]), "{}", out.dump());
     assert_eq!(out.port("p3"), want(&[0]), "{}", out.dump());
-    let counters = &out.stats["mac_table"]["counters"];
-    assert_eq!((counters["learned"].as_u64(), counters["moved"].as_u64()), (Some(3), Some(1)));
+    // The kernel may put a frame of its own on a tap before IPv6 is silenced there, and its
+    // source is learned too: check the scenario's hosts, not the `learned` total.
+    let mut ours: Vec<(&str, &str)> = out.stats["mac_table"]["entries"]
+        .as_array()
+        .expect("mac_table.entries")
+        .iter()
+        .map(|e| (e["mac"].as_str().unwrap_or(""), e["port"].as_str().unwrap_or("")))
+        .filter(|(mac, _)| mac.starts_with("02:00:00:00:"))
+        .collect();
+    ours.sort();
+    let want_macs = [("02:00:00:00:00:01", "p2"), ("02:00:00:00:00:02", "p1"), ("02:00:00:00:00:03", "p3")];
+    assert_eq!(ours, want_macs, "{}", out.stats["mac_table"]);
+    assert_eq!(out.stats["mac_table"]["counters"]["moved"].as_u64(), Some(1), "{}", out.stats["mac_table"]);
 }
 
 #[test]
