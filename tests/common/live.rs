@@ -512,10 +512,9 @@ pub fn run_ferrovs(sc: &Scenario) -> Result<Captures, String> {
     let config = dir.path().join("ferrovs.toml");
     let stats_path = dir.path().join("stats.json");
     std::fs::write(&config, ferrovs_config(sc, &ifaces)).map_err(|e| e.to_string())?;
-    let silencer = tap::silence_ipv6(&ifaces, Duration::from_secs(60));
+    let _quiet_kernel = tap::Ipv6OffForNewInterfaces::take()?;
     let mut sw = Ferrovs::spawn(&config, &stats_path)?;
     sw.wait_ready(Duration::from_secs(60))?;
-    let _ = silencer.join();
     let run = drive(sc, &ifaces, &|| Ok(())).map_err(|e| format!("{e}\n{}", sw.log()))?;
     let status = sw.stop()?;
     let log = sw.log();
@@ -596,7 +595,7 @@ pub fn run_ovs(sc: &Scenario) -> Result<Captures, String> {
     // as many as their receive queues, as net_tap wants; nothing is sent before the taps open.
     let mut d = ovs::start_daemons("ovslive", "0x2")?;
     let ifaces = iface_names("ov", sc.ports.len());
-    let silencer = tap::silence_ipv6(&ifaces, Duration::from_secs(60));
+    let _quiet_kernel = tap::Ipv6OffForNewInterfaces::take()?;
     for (i, (p, iface)) in sc.ports.iter().zip(&ifaces).enumerate() {
         ovs::add_dpdk_port(&d, &p.name, i + 1, &format!("net_tap{i},iface={iface}"), &["options:n_rxq=2"])?;
         ovs_port_vlan(&d, p)?;
@@ -604,7 +603,6 @@ pub fn run_ovs(sc: &Scenario) -> Result<Captures, String> {
     ovs_bridge_settings(&d, sc)?;
     d.add_rules(&sc.effective_rules())?;
     ovs_wait_polled(&d, sc)?;
-    let _ = silencer.join();
     // LIVE_OVS_NO_PURGE=1 shows what OVS does left alone (for diagnosis).
     let keep_flows = std::env::var_os("LIVE_OVS_NO_PURGE").is_some();
     let purge = || if keep_flows { Ok(()) } else { d.appctl("vswitchd.ctl", &["revalidator/purge"]).map(drop) };

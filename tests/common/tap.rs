@@ -128,19 +128,34 @@ impl Drop for Tap {
     }
 }
 
-/// Disables IPv6 on each of `ifaces` as soon as it appears (polling every millisecond, for up to
-/// `timeout`), in the background: started before the switch creates its taps, this usually wins
-/// the race against the kernel's first router solicitation, MLD report or DAD probe, which would
-/// otherwise enter the switch (and its MAC table) before [`Tap::open`] runs.
-pub fn silence_ipv6(ifaces: &[String], timeout: Duration) -> JoinHandle<()> {
-    let mut pending = ifaces.to_vec();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + timeout;
-        while !pending.is_empty() && Instant::now() < deadline {
-            pending.retain(|i| !(Path::new(&format!("/sys/class/net/{i}")).exists() && disable_ipv6(i).is_ok()));
-            std::thread::sleep(Duration::from_millis(1));
+/// While alive, interfaces created on this machine start with IPv6 disabled
+/// (`net.ipv6.conf.default.disable_ipv6 = 1`; the old value comes back on drop). A new tap
+/// then never sends a router solicitation, MLD report or DAD probe into the switch, where it
+/// would be learned like any host; disabling IPv6 per interface once it appears loses that race
+/// under load. Take it while holding the machine lock (`ovs::MachineLock`), which serialises
+/// every test that creates interfaces.
+pub struct Ipv6OffForNewInterfaces {
+    old: Option<String>,
+}
+
+const DEFAULT_DISABLE_IPV6: &str = "/proc/sys/net/ipv6/conf/default/disable_ipv6";
+
+impl Ipv6OffForNewInterfaces {
+    pub fn take() -> Result<Self, String> {
+        let Ok(old) = std::fs::read_to_string(DEFAULT_DISABLE_IPV6) else {
+            return Ok(Self { old: None }); // IPv6 is off in this kernel
+        };
+        std::fs::write(DEFAULT_DISABLE_IPV6, "1").map_err(|e| format!("{DEFAULT_DISABLE_IPV6}: {e}"))?;
+        Ok(Self { old: Some(old) })
+    }
+}
+
+impl Drop for Ipv6OffForNewInterfaces {
+    fn drop(&mut self) {
+        if let Some(old) = &self.old {
+            let _ = std::fs::write(DEFAULT_DISABLE_IPV6, old.trim());
         }
-    })
+    }
 }
 
 fn wait_for_interface(iface: &str) -> Result<(), String> {
