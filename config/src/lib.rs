@@ -13,7 +13,7 @@
 //! name = "p0"
 //! devargs = "net_pcap0,rx_pcap=in.pcap"  # relative paths are relative to this file
 //! [[port]]
-//! name = "vm0"                           # a vhost-user port instead of devargs (DPDK's net_vhost)
+//! name = "vm0"                           # a vhost-user port instead of devargs (DPDK's vhost library)
 //! vhost = { path = "vm0.sock", mode = "client", queues = 1 }
 //! mtu = 9000                             # optional; frames up to it fit one packet buffer
 //! vlan_mode = "access"                  # or trunk, native-untagged, native-tagged (for NORMAL)

@@ -1,10 +1,7 @@
 //! `vhost = { path, mode, queues }`: a vhost-user port (a VM or a virtio-user container on a Unix
-//! socket), checked and turned into the devargs of DPDK's `net_vhost` driver.
-//!
-//! Why `net_vhost` and not the vhost library (`rte_vhost`) directly: the driver puts a vhost-user
-//! socket behind the ethdev API the data path already uses (rx/tx bursts, queues, stats, link
-//! state), so a vhost port is polled, counted and stopped like any other. Using `rte_vhost`
-//! directly would mean a second data path and a re-implementation of that driver.
+//! socket), checked here. The switch runs it on DPDK's vhost library directly (see the switch's
+//! `dpdk/vhost.rs` for why not the `net_vhost` driver); the equivalent `net_vhost` devargs are
+//! derived too, so the checks that apply to devargs (paths, duplicates) apply to both spellings.
 
 use std::path::{Path, PathBuf};
 

@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::dpdk::Port;
+use crate::dpdk::Device;
 
 /// One port's link, as last polled; down until [`started`](Self::started) says otherwise.
 #[derive(Debug, Default)]
@@ -46,7 +46,7 @@ impl PortLink {
 
     /// Reads `port`'s link state and queue events; logs and publishes what changed. A port whose
     /// state cannot be read counts as down.
-    pub fn poll(&self, port: &Port) {
+    pub fn poll(&self, port: &Device) {
         let up = port.link().is_ok_and(|l| l.up);
         if up != self.is_up() {
             self.up.store(up, Ordering::Relaxed);

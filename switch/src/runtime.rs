@@ -15,8 +15,8 @@ use ferrovs_config::{Config, VhostMode};
 
 use crate::control::{ControlCore, PmdQueues, SlowPath, UPCALL_QUEUE};
 use crate::dpdk::{
-    DEFAULT_DATA_ROOM, Eal, EalError, HEADROOM, LcoreJob, LcorePanic, MAX_BURST, Mempool, MempoolError, Port,
-    PortError, PortSetup, rdtsc, tsc_hz,
+    DEFAULT_DATA_ROOM, Device, Eal, EalError, HEADROOM, LcoreJob, LcorePanic, MAX_BURST, Mempool, MempoolError, Port,
+    PortError, PortSetup, VHOST_DRIVER, VhostUserPort, rdtsc, tsc_hz,
 };
 use crate::fastpath::{FlowTables, TablesWriter};
 use crate::l2::{MacKey, MacTable};
@@ -163,7 +163,7 @@ pub fn eal_args(config: &Config) -> Vec<String> {
 
 /// One port of the running switch.
 struct SwitchPort {
-    port: Port,
+    port: Device,
     driver: String,
     setup: PortSetup,
     link: PortLink,
@@ -175,7 +175,7 @@ impl SwitchPort {
     /// than configured (a one-vCPU Linux guest enables one): queue 0 is the one always there,
     /// and the control core sends the first packets of every flow.
     fn control_on_queue_0(&self) -> bool {
-        self.driver == "net_vhost"
+        self.port.is_vhost()
     }
 }
 
@@ -209,14 +209,19 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
         if let Some(v) = pc.vhost.as_ref().filter(|v| v.mode == VhostMode::Server) {
             clear_stale_socket(&v.path).map_err(|reason| RunError::VhostSocket { name: pc.name.clone(), reason })?;
         }
-        let port = Port::attach(&eal, &pc.name, &pc.devargs.to_string())?;
+        let port = match &pc.vhost {
+            Some(v) => {
+                Device::Vhost(VhostUserPort::new(&eal, &pc.name, &v.path, v.mode == VhostMode::Client, v.queues)?)
+            }
+            None => Device::Eth(Port::attach(&eal, &pc.name, &pc.devargs.to_string())?),
+        };
         let info = port.info()?;
         let max_tx = info.max_tx_queues.max(1);
         let tx_queues = match info.driver.as_str() {
             // A tap wants as many transmit queues as receive queues; senders then share them.
             "net_tap" => pc.rx_queues,
             // One per PMD; the control core shares queue 0 (see `control_on_queue_0`).
-            "net_vhost" => (npmds as u16).clamp(1, max_tx),
+            "net_vhost" | VHOST_DRIVER => (npmds as u16).clamp(1, max_tx),
             _ => (senders as u16).clamp(1, max_tx),
         };
         let setup =

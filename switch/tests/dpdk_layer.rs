@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use ferrovs_switch::dpdk::{Burst, DEFAULT_DATA_ROOM, Eal, EalError, MAX_BURST, Mempool, Port, PortError, PortSetup};
+use ferrovs_switch::dpdk::{
+    Burst, DEFAULT_DATA_ROOM, Device, Eal, EalError, MAX_BURST, Mempool, Port, PortError, PortSetup, VHOST_DRIVER,
+    VhostUserPort,
+};
 
 fn eal() -> Eal {
     let prefix = format!("ferrovs-test-{}", std::process::id());
@@ -46,6 +49,7 @@ fn safe_layer_frees_every_mbuf_exactly_once() {
     assert_eq!(pool.in_use(), base, "after the chain test");
 
     vhost_ports_wait_for_a_guest(&eal, &pool);
+    vhost_library_ports_wait_for_a_guest(&eal, &pool);
     assert_eq!(pool.in_use(), base, "after the vhost test");
 
     lcore_jobs_return_values_and_panics(&eal);
@@ -209,6 +213,45 @@ fn vhost_ports_wait_for_a_guest(eal: &Eal, pool: &Arc<Mempool>) {
     let null = Port::attach(eal, "null", "net_null3").unwrap();
     assert_eq!(null.vhost_queue_event(), None, "other drivers have no queue events");
     null.close().unwrap();
+}
+
+/// The same on the vhost library directly (what `vhost = { ... }` ports use): link down and
+/// nothing received without a guest, one socket per path, stop refused while a queue handle
+/// lives, the socket removed when it stops.
+fn vhost_library_ports_wait_for_a_guest(eal: &Eal, pool: &Arc<Mempool>) {
+    let sock = std::env::temp_dir().join(format!("ferrovs-vhostlib-{}.sock", std::process::id()));
+    let mut port = Device::Vhost(VhostUserPort::new(eal, "vm", &sock, false, 2).unwrap());
+    assert_eq!(port.info().unwrap().driver, VHOST_DRIVER);
+    assert!(port.is_vhost());
+    let too_many = PortSetup { rx_queues: 3, tx_queues: 1, rx_desc: 64, tx_desc: 64, mtu: None };
+    assert!(matches!(port.configure(&too_many, pool), Err(PortError::TooManyQueues { asked: 3, max: 2, .. })));
+    let setup = PortSetup { rx_queues: 2, tx_queues: 1, rx_desc: 64, tx_desc: 64, mtu: Some(9000) };
+    port.configure(&setup, pool).unwrap();
+    port.start().unwrap();
+    assert!(sock.exists(), "the server socket is listening");
+    let mut twin = VhostUserPort::new(eal, "vm-twin", &sock, false, 1).unwrap();
+    assert!(twin.start().is_err(), "one port per socket");
+    drop(twin);
+    assert!(sock.exists(), "the refused twin leaves the first port's socket alone");
+    assert!(!port.link().unwrap().up, "no guest, no link");
+    assert_eq!(port.mtu().unwrap(), 9000);
+    assert_eq!(port.mac().unwrap(), [0; 6]);
+    assert_eq!(port.vhost_queue_event(), None);
+    let mut rxq = port.rx_queue(1).unwrap();
+    assert!(port.rx_queue(1).is_err(), "a queue is handed out once");
+    let mut burst = Burst::new();
+    assert_eq!(rxq.recv(&mut burst, MAX_BURST), 0, "no guest, nothing received");
+    let mut txq = port.tx_queue(0, 1).unwrap().pop().unwrap();
+    burst.push(pool.alloc().unwrap()).unwrap();
+    assert_eq!(txq.send(&mut burst), 0, "no guest, nothing sent; the packet stays ours");
+    assert_eq!(burst.len(), 1);
+    drop(burst);
+    assert!(matches!(port.stop(), Err(PortError::QueuesInUse { count: 2, .. })));
+    drop((rxq, txq));
+    let stats = port.stats().unwrap();
+    assert_eq!((stats.rx_packets, stats.tx_packets, stats.rx_queue_packets), (0, 0, vec![0, 0]));
+    port.close().unwrap();
+    assert!(!sock.exists(), "closing removes the socket");
 }
 
 fn lcore_jobs_return_values_and_panics(eal: &Eal) {

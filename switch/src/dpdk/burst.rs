@@ -129,6 +129,19 @@ impl Burst {
         self.len += n;
     }
 
+    /// Frees the first `n` packets in one bulk call (a device copied them); the rest move to the
+    /// front.
+    #[inline]
+    pub(crate) fn free_front(&mut self, n: usize) {
+        let n = n.min(self.len);
+        if n == 0 {
+            return;
+        }
+        free_raw(self.filled_raw(), n);
+        // SAFETY: the first `n` packets were just freed and are never touched again.
+        unsafe { self.forget_front(n) };
+    }
+
     /// Records that a driver took ownership of the first `n` packets; the rest move to the front.
     ///
     /// # Safety

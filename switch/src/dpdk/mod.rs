@@ -5,6 +5,7 @@
 //! [`Burst`]); queues belong to one core; ports, pools and lcore jobs keep [`Eal`] alive.
 
 mod burst;
+mod device;
 mod eal;
 mod error;
 mod mbuf;
@@ -12,8 +13,10 @@ mod mempool;
 mod port;
 mod queue;
 mod tsc;
+mod vhost;
 
 pub use burst::{Burst, Drain, MAX_BURST};
+pub use device::Device;
 pub use eal::{Eal, EalError, LcoreJob, LcorePanic};
 pub use error::RteError;
 pub use mbuf::{Mbuf, NoRoom};
@@ -21,6 +24,7 @@ pub use mempool::{Mempool, MempoolError};
 pub use port::{DevInfo, Link, Port, PortError, PortSetup, PortStats, VhostQueueEvent};
 pub use queue::{RxQueue, TxQueue};
 pub use tsc::{prefetch, rdtsc, tsc_hz};
+pub use vhost::{VHOST_DRIVER, VhostUserPort};
 
 /// The DPDK version ferrovs was built against.
 pub const DPDK_VERSION: &str = dpdk_sys::DPDK_VERSION;

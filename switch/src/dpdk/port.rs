@@ -223,6 +223,11 @@ impl Port {
         &self.shared.name
     }
 
+    /// The driver's name, e.g. `net_pcap`.
+    pub fn driver(&self) -> &str {
+        &self.driver
+    }
+
     /// DPDK's port id.
     pub fn id(&self) -> u16 {
         self.shared.id
