@@ -9,7 +9,7 @@
 //! Life cycle. The library calls back on its own thread: `new_device` when the guest's driver is
 //! ready, `destroy_device` when it leaves (or the switch unregisters), `vring_state_changed` when
 //! the guest enables or disables a ring. A PMD may use a ring only while it is *usable* (device
-//! ready and ring enabled). Around every burst it raises the ring's *busy* flag; `destroy_device`
+//! ready and ring enabled). Around every burst it raises its queue's *busy* flag; `destroy_device`
 //! first clears every usable flag, then waits until no ring is busy before it returns, after
 //! which the library frees the device. Both sides use sequentially consistent operations (the
 //! store-then-load pattern of Dekker's algorithm), so either the PMD sees the ring unusable or
@@ -18,12 +18,13 @@
 //! around `vring_state_changed`, which therefore never waits.
 //!
 //! Queue pair `q` is the guest's receive ring `2q` (we enqueue) and its transmit ring `2q + 1`
-//! (we dequeue).
+//! (we dequeue). A transmit queue whose pair the guest did not enable sends on one it did
+//! (`remap_tx`); its busy flag stays on its own ring.
 
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,8 @@ pub(crate) struct VhostShared {
     /// The device id the PMDs use; valid while a ring they use is usable.
     vid: AtomicI32,
     vrings: Box<[Vring]>,
+    /// Per transmit queue: the queue pair it sends on (see `remap_tx`).
+    tx_target: Box<[AtomicU16]>,
     connection: Mutex<Connection>,
     events: Mutex<VecDeque<VhostQueueEvent>>,
     link_up: AtomicBool,
@@ -94,7 +97,25 @@ impl VhostShared {
             let usable = conn.vid.is_some() && conn.enabled.get(i).copied().unwrap_or(false);
             ring.usable.store(usable, Ordering::SeqCst);
         }
+        self.remap_tx();
         self.link_up.store(conn.vid.is_some(), Ordering::Relaxed);
+    }
+
+    /// Points each transmit queue at a pair whose receive ring the guest enabled: its own when
+    /// enabled, else the enabled ones in turn (a guest may enable fewer pairs than the port has:
+    /// a one-vCPU Linux guest enables one). Several cores may then enqueue on one ring, which the
+    /// library serialises with the ring's lock; counters and busy flags stay per queue.
+    fn remap_tx(&self) {
+        let pairs = self.tx_target.len();
+        let enabled: Vec<u16> =
+            (0..pairs as u16).filter(|&p| self.vrings[usize::from(2 * p)].usable.load(Ordering::SeqCst)).collect();
+        for (q, target) in self.tx_target.iter().enumerate() {
+            let to =
+                if enabled.is_empty() || enabled.contains(&(q as u16)) { q as u16 } else { enabled[q % enabled.len()] };
+            if target.swap(to, Ordering::SeqCst) != to && to != q as u16 {
+                log::info!("port {}: transmit queue {q} sends on the guest's queue {to}", self.name);
+            }
+        }
     }
 
     /// Waits until no PMD is inside a burst on any ring (every ring was made unusable first).
@@ -145,16 +166,17 @@ impl VhostShared {
     /// `pkts` holds `n` valid mbufs; only one core enqueues on this queue at a time.
     #[inline]
     unsafe fn enqueue(&self, queue: u16, pkts: *mut *mut sys::rte_mbuf, n: u16) -> u16 {
-        let ring = 2 * queue;
-        let vr = &self.vrings[usize::from(ring)];
-        vr.busy.store(true, Ordering::SeqCst);
-        let sent = if vr.usable.load(Ordering::SeqCst) {
-            // SAFETY: as in `dequeue`.
+        // Busy on our own queue's ring, whichever ring we send on (see `remap_tx`).
+        let own = &self.vrings[usize::from(2 * queue)];
+        own.busy.store(true, Ordering::SeqCst);
+        let ring = 2 * self.tx_target[usize::from(queue)].load(Ordering::Relaxed);
+        let sent = if self.vrings[usize::from(ring)].usable.load(Ordering::SeqCst) {
+            // SAFETY: as in `dequeue`; the library locks the ring against other senders.
             unsafe { sys::rte_vhost_enqueue_burst(self.vid.load(Ordering::Relaxed), ring, pkts, n) }
         } else {
             0
         };
-        vr.busy.store(false, Ordering::Release);
+        own.busy.store(false, Ordering::Release);
         sent
     }
 
@@ -329,6 +351,7 @@ impl VhostUserPort {
             path: cpath,
             vid: AtomicI32::new(-1),
             vrings: (0..2 * usize::from(queues.max(1))).map(|_| Vring::default()).collect(),
+            tx_target: (0..queues.max(1)).map(AtomicU16::new).collect(),
             connection: Mutex::new(Connection::default()),
             events: Mutex::new(VecDeque::new()),
             link_up: AtomicBool::new(false),
