@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use ferrovs_config::flow::{FlowKey, KEY_WORDS};
 
+use crate::dpdk::HugeSlice;
 use crate::sync::qsbr::Qsbr;
 use crate::sync::{AtomicU32, AtomicU64, Ordering, fence, spin_loop};
 
@@ -49,6 +50,13 @@ const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
 struct Entry {
     key: [AtomicU64; KEY_WORDS],
     value: AtomicU64,
+}
+
+/// Prefetches both cache lines an entry may straddle (entries are 96 bytes).
+#[inline(always)]
+fn prefetch_entry(e: &Entry) {
+    crate::dpdk::prefetch(e);
+    crate::dpdk::prefetch(&e.value);
 }
 
 /// A slot: signature in bits 32..48, entry index in bits 0..32.
@@ -86,9 +94,9 @@ pub enum Lookup {
 
 /// The shared, read-side map.
 pub struct CuckooMap {
-    buckets: Box<[Bucket]>,
+    buckets: HugeSlice<Bucket>,
     bucket_mask: usize,
-    entries: Box<[Entry]>,
+    entries: HugeSlice<Entry>,
     /// How many keys, as the writer last published it (a hint for readers' strategy).
     len_hint: AtomicU64,
 }
@@ -148,13 +156,15 @@ impl CuckooMap {
     fn new(capacity: usize) -> Self {
         let buckets = (capacity.div_ceil(SLOTS - 1)).next_power_of_two().max(2);
         Self {
-            buckets: (0..buckets)
-                .map(|_| Bucket { seq: AtomicU32::new(0), slots: std::array::from_fn(|_| AtomicU64::new(0)) })
-                .collect(),
+            buckets: HugeSlice::new(buckets, |_| Bucket {
+                seq: AtomicU32::new(0),
+                slots: std::array::from_fn(|_| AtomicU64::new(0)),
+            }),
             bucket_mask: buckets - 1,
-            entries: (0..=capacity)
-                .map(|_| Entry { key: std::array::from_fn(|_| AtomicU64::new(0)), value: AtomicU64::new(0) })
-                .collect(),
+            entries: HugeSlice::new(capacity + 1, |_| Entry {
+                key: std::array::from_fn(|_| AtomicU64::new(0)),
+                value: AtomicU64::new(0),
+            }),
             len_hint: AtomicU64::new(0),
         }
     }
@@ -238,7 +248,7 @@ impl CuckooMap {
                     let v = s.load(Ordering::Acquire);
                     if v != 0 && slot_sig(v) == sig {
                         candidate[i] = slot_index(v);
-                        crate::dpdk::prefetch(&self.entries[slot_index(v)]);
+                        prefetch_entry(&self.entries[slot_index(v)]);
                         break 'scan;
                     }
                 }

@@ -29,6 +29,7 @@ use ferrovs_config::flow::{FlowKey, KEY_WORDS};
 pub use writer::{InstallError, MegaflowRecord, TablesWriter};
 
 use crate::cache::{CuckooMap, HASH_PAIRS, hash_finish, hash_pair};
+use crate::dpdk::HugeSlice;
 use crate::sync::qsbr::Qsbr;
 use crate::sync::{AtomicU32, AtomicU64, Ordering, fence};
 
@@ -60,6 +61,9 @@ impl MegaflowRef {
     }
 }
 
+/// Generation first, on the line the actions start on: the PMD checks it for every cache hit,
+/// then reads the actions of the groups it forms.
+#[repr(C, align(64))]
 struct MegaflowSlot {
     generation: AtomicU32,
     len: AtomicU32,
@@ -84,8 +88,8 @@ struct SubtableSlot {
 pub struct FlowTables {
     cache: Arc<CuckooMap>,
     megaflows: Arc<CuckooMap>,
-    slots: Box<[MegaflowSlot]>,
-    stats: Box<[Box<[MegaflowStats]>]>,
+    slots: HugeSlice<MegaflowSlot>,
+    stats: Box<[HugeSlice<MegaflowStats>]>,
     /// Odd while the writer changes the subtable list.
     subtables_seq: AtomicU32,
     subtable_count: AtomicU32,
@@ -213,9 +217,15 @@ impl FlowTables {
         self.current_refs(&raw[..n], found);
     }
 
-    /// `found[i]`: the megaflow packed in `raw[i]`, if it is still installed.
+    /// `found[i]`: the megaflow packed in `raw[i]`, if it is still installed. The slots are
+    /// prefetched first, so their misses overlap.
     #[inline(always)]
     fn current_refs(&self, raw: &[Option<u64>], found: &mut [Option<MegaflowRef>]) {
+        for r in raw.iter().flatten() {
+            if let Some(slot) = self.slots.get(MegaflowRef::unpack(*r).id as usize) {
+                crate::dpdk::prefetch(slot);
+            }
+        }
         for (f, r) in found.iter_mut().zip(raw) {
             *f = r.map(MegaflowRef::unpack).filter(|r| self.is_current(*r));
         }

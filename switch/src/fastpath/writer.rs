@@ -11,6 +11,7 @@ use super::{
     ACTION_WORDS, FlowTables, MAX_SUBTABLES, MegaflowRef, MegaflowSlot, MegaflowStats, SubtableSlot, TAG_OFFSET,
 };
 use crate::cache::{CuckooWriter, Full, hash_key};
+use crate::dpdk::HugeSlice;
 use crate::ofproto::{Rule, Translation};
 use crate::sync::qsbr::Qsbr;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
@@ -85,15 +86,12 @@ impl TablesWriter {
         let qsbr = Arc::new(Qsbr::new(readers));
         let cache = CuckooWriter::new(cache_capacity.max(1), Arc::clone(&qsbr));
         let megaflows = CuckooWriter::new(max_megaflows.max(1), Arc::clone(&qsbr));
-        let slots = (0..max_megaflows.max(1))
-            .map(|_| MegaflowSlot {
-                generation: AtomicU32::new(1),
-                len: AtomicU32::new(0),
-                words: std::array::from_fn(|_| AtomicU64::new(0)),
-            })
-            .collect();
-        let stats =
-            (0..readers).map(|_| (0..max_megaflows.max(1)).map(|_| MegaflowStats::default()).collect()).collect();
+        let slots = HugeSlice::new(max_megaflows.max(1), |_| MegaflowSlot {
+            generation: AtomicU32::new(1),
+            len: AtomicU32::new(0),
+            words: std::array::from_fn(|_| AtomicU64::new(0)),
+        });
+        let stats = (0..readers).map(|_| HugeSlice::new(max_megaflows.max(1), |_| MegaflowStats::default())).collect();
         let tables = Arc::new(FlowTables {
             cache: Arc::clone(cache.map()),
             megaflows: Arc::clone(megaflows.map()),
