@@ -167,3 +167,37 @@ fn the_upcall_rate_limit_drops_and_counts_excess_misses() {
     assert_eq!(out.output("p1").len() as u64, forwarded);
     assert!(out.total("rxq_skips") > 0, "{}", out.log);
 }
+
+#[test]
+fn runs_of_one_flow_within_a_burst_keep_their_own_decision() {
+    // Back-to-back packets of one flow are looked up once per run (see the PMD's tier 1): runs
+    // of three flows going to three ports, interleaved, looped so bursts hit the exact cache.
+    // Each port must get exactly its flow's share of what came in.
+    let pattern: [u16; 15] = [1, 1, 1, 2, 2, 3, 1, 3, 3, 2, 2, 2, 2, 1, 3];
+    let sw = Switch::new();
+    let input: Vec<Vec<u8>> = pattern.iter().map(|&dst| traffic::udp4(9, dst, 7, 18)).collect();
+    common::write_pcap(&sw.dir().join("runs.pcap"), &input);
+    let out = sw
+        .raw_port("p0", "net_pcap0,rx_pcap={dir}/runs.pcap,infinite_rx=1,tx_pcap=/dev/null")
+        .raw_port("p1", "net_null0,no-rx=1")
+        .raw_port("p2", "net_null1,no-rx=1")
+        .raw_port("p3", "net_null2,no-rx=1")
+        .rules(&[
+            "ip,nw_dst=10.0.0.1,actions=output:p1",
+            "ip,nw_dst=10.0.0.2,actions=output:p2",
+            "ip,nw_dst=10.0.0.3,actions=output:p3",
+        ])
+        .run_with_window(3.0, 1.5);
+    let (log, window) = (&out.log, &out.stats["window"]);
+    let port = |i: usize, key: &str| window["ports"][i][key].as_u64().unwrap();
+    let rx = port(0, "rx_packets");
+    assert!(rx > 100_000, "too little traffic\n{log}");
+    let hits: u64 = window["pmds"].as_array().unwrap().iter().map(|p| p["cache_hits"].as_u64().unwrap()).sum();
+    assert!(hits * 10 > rx * 9, "{hits} cache hits of {rx} packets\n{log}");
+    for (i, dst) in [1u16, 2, 3].iter().enumerate() {
+        let share = pattern.iter().filter(|&&d| d == *dst).count() as u64;
+        let (want, got) = (rx * share / pattern.len() as u64, port(i + 1, "tx_packets"));
+        // The window's edges may split a burst and a round of the pattern.
+        assert!(got.abs_diff(want) <= 128, "p{}: {got} packets, want {want} of {rx}\n{log}", i + 1);
+    }
+}

@@ -101,6 +101,20 @@ fn forward(mode: &'static str, rules: &[&str]) -> (GuestCounts, GuestCounts, Run
     (a, b, run)
 }
 
+/// Waits until ferrovs has sent `port` nothing for a whole counting period: the sender has
+/// stopped, and a PMD that shares its CPU with another may still flush what it held when the
+/// scheduler took it off (a receiver stopped before that would miss it).
+fn settle(sw: &mut Ferrovs, port: &str) {
+    let mut last = ok(sw.fresh_port_counts(port)).1;
+    loop {
+        let now = ok(sw.fresh_port_counts(port)).1;
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
 /// What the receiver got is exactly what ferrovs says it sent it, and ferrovs received no more
 /// than the sender sent.
 fn assert_delivered(a: &GuestCounts, b: &GuestCounts, run: &Run) {
@@ -265,6 +279,7 @@ fn two_queue_pairs_spread_over_two_pmds() {
     ok(sw.wait_log("port vm0: rx queue 1 enabled by the guest", 1));
     ok(sw.wait_tx_above("vm1", FLOWING));
     let a = ok(a.stop());
+    settle(&mut sw, "vm1");
     let b = ok(b.stop());
     let run = ok(sw.stop());
     assert_delivered(&a, &b, &run);
@@ -281,12 +296,16 @@ fn a_guest_enabling_fewer_queue_pairs_gets_what_every_pmd_sends() {
     // vm1's guest enables one of the port's two pairs (as a one-vCPU Linux guest does); vm0's
     // guest sends on both, one per PMD, so both PMDs transmit to vm1: PMD 1's queue 1 must be
     // sent on the guest's queue 0, not dropped.
+    // The receiver forwards before the sender starts: testpmd drains its receive ring when it
+    // starts forwarding, uncounted, and two PMDs would fill that ring meanwhile.
     let b = start(scene.guest("vm1", Role::Receive, true));
-    let a = start(scene.guest("vm0", Role::Send, true).queues(2));
     let mut sw = scene.ferrovs(&scene.ports("client", 2, None), &[1, 1], &[RULE]);
     ok(sw.wait_log("port vm1: transmit queue 1 sends on the guest's queue 0", 1));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let a = start(scene.guest("vm0", Role::Send, true).queues(2));
     ok(sw.wait_tx_above("vm1", FLOWING));
     let a = ok(a.stop());
+    settle(&mut sw, "vm1");
     let b = ok(b.stop());
     let run = ok(sw.stop());
     assert_delivered(&a, &b, &run);

@@ -171,7 +171,7 @@ impl VhostShared {
         own.busy.store(true, Ordering::SeqCst);
         let ring = 2 * self.tx_target[usize::from(queue)].load(Ordering::Relaxed);
         let sent = if self.vrings[usize::from(ring)].usable.load(Ordering::SeqCst) {
-            // SAFETY: as in `dequeue`; the library locks the ring against other senders.
+            // SAFETY: as in `dequeue`; the library takes the ring's lock against other senders.
             unsafe { sys::rte_vhost_enqueue_burst(self.vid.load(Ordering::Relaxed), ring, pkts, n) }
         } else {
             0

@@ -100,6 +100,8 @@ struct Stage {
     hashes: [u64; MAX_BURST],
     /// Keys under a megaflow mask.
     masked: [FlowKey; MAX_BURST],
+    /// One key per run of packets of the same flow (see `lookup_tiered`).
+    run_keys: [FlowKey; MAX_BURST],
     found: [Option<MegaflowRef>; MAX_BURST],
     pkts: [Option<Mbuf>; MAX_BURST],
 }
@@ -218,6 +220,7 @@ impl Pmd {
                 layouts: [Layout::NONE; MAX_BURST],
                 hashes: [0; MAX_BURST],
                 masked: [FlowKey::ZERO; MAX_BURST],
+                run_keys: [FlowKey::ZERO; MAX_BURST],
                 found: [None; MAX_BURST],
                 pkts: [const { None }; MAX_BURST],
             }),
@@ -383,17 +386,44 @@ impl Pmd {
         up: &mut Upcaller<'_>,
         counters: &mut PmdCounters,
     ) {
+        // Back-to-back packets of one flow (a bulk transfer's burst) are hashed and looked up
+        // once per run; a packet costs one key comparison with its predecessor otherwise.
+        let mut run_of = [0u8; MAX_BURST];
+        let mut run_start = [0u8; MAX_BURST];
+        let mut runs = 0;
         for (i, pkt) in burst.as_slice().iter().enumerate() {
+            if i > 0 && s.keys[i] == s.keys[i - 1] {
+                s.hashes[i] = s.hashes[i - 1];
+                run_of[i] = run_of[i - 1];
+                continue;
+            }
             let hash = match pkt.rss_hash() {
                 Some(rss) => rss_flow_hash(rss, in_ofport),
                 None => hash_key(&s.keys[i]),
             };
             tables.prefetch_cache(hash);
             s.hashes[i] = hash;
+            run_of[i] = runs as u8;
+            run_start[runs] = i as u8;
+            runs += 1;
         }
 
         // Tier 1: the exact-match flow cache.
-        tables.cache_lookup_batch(&s.keys[..n], &s.hashes[..n], &mut s.found[..n]);
+        if runs == n {
+            tables.cache_lookup_batch(&s.keys[..n], &s.hashes[..n], &mut s.found[..n]);
+        } else {
+            let mut run_hashes = [0u64; MAX_BURST];
+            for r in 0..runs {
+                let i = usize::from(run_start[r]);
+                s.run_keys[r] = s.keys[i];
+                run_hashes[r] = s.hashes[i];
+            }
+            let mut run_found = [None; MAX_BURST];
+            tables.cache_lookup_batch(&s.run_keys[..runs], &run_hashes[..runs], &mut run_found[..runs]);
+            for (f, &r) in s.found[..n].iter_mut().zip(&run_of[..n]) {
+                *f = run_found[usize::from(r)];
+            }
+        }
         let cache_hits = s.found[..n].iter().filter(|f| f.is_some()).count();
         counters.cache_hits += cache_hits as u64;
 
