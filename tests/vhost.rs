@@ -93,6 +93,7 @@ fn forward(mode: &'static str, rules: &[&str]) -> (GuestCounts, GuestCounts, Run
     ok(sw.wait_tx_above("vm1", FLOWING));
     let a = ok(a.stop());
     ok(sw.wait_log("port vm0: link down", 1));
+    settle(&mut sw, "vm1");
     let b = ok(b.stop());
     let run = ok(sw.stop());
     if mode == "server" {
@@ -101,9 +102,9 @@ fn forward(mode: &'static str, rules: &[&str]) -> (GuestCounts, GuestCounts, Run
     (a, b, run)
 }
 
-/// Waits until ferrovs has sent `port` nothing for a whole counting period: the sender has
-/// stopped, and a PMD that shares its CPU with another may still flush what it held when the
-/// scheduler took it off (a receiver stopped before that would miss it).
+/// Waits until ferrovs has sent `port` nothing for a whole counting period, so the receiving
+/// guest has taken everything from its ring before it is stopped: after the sender stops, a
+/// PMD still retries what the full ring refused, and testpmd counts only what it took.
 fn settle(sw: &mut Ferrovs, port: &str) {
     let mut last = ok(sw.fresh_port_counts(port)).1;
     loop {
@@ -181,6 +182,7 @@ fn a_receiving_guest_killed_and_restarted_under_traffic() {
     ok(sw.wait_log("port vm1: link up", 2));
     ok(sw.wait_tx_above("vm1", before + FLOWING));
     ok(a.stop());
+    settle(&mut sw, "vm1");
     let b2 = ok(b2.stop());
     ok(sw.wait_log("port vm1: link down", 2));
     let run = ok(sw.stop());
@@ -208,6 +210,7 @@ fn a_sending_guest_killed_and_restarted_in_server_mode() {
     ok(sw.wait_tx_above("vm1", before + FLOWING));
     let a2 = ok(a2.stop());
     ok(sw.wait_log("port vm0: link down", 2));
+    settle(&mut sw, "vm1");
     let b = ok(b.stop());
     let run = ok(sw.stop());
     assert_eq!(run.link_changes("vm0"), (2, 2), "vm0 up twice, down at each stop\n{}", run.log);
@@ -233,6 +236,7 @@ fn restarting_ferrovs_in_client_mode_reconnects_to_running_guests() {
     ok(sw.wait_log("port vm1: link up", 1));
     ok(sw.wait_tx_above("vm1", FLOWING));
     ok(a.stop());
+    settle(&mut sw, "vm1");
     let b = ok(b.stop());
     let second = ok(sw.stop());
     let sent_by_second = second.port_stat("vm1", "tx_packets");
@@ -261,6 +265,7 @@ fn a_killed_ferrovs_in_server_mode_is_replaced_and_new_guests_connect() {
     ok(sw.wait_tx_above("vm1", FLOWING));
     let a = ok(a.stop());
     ok(sw.wait_log("port vm0: link down", 1));
+    settle(&mut sw, "vm1");
     let b = ok(b.stop());
     let run = ok(sw.stop());
     assert_delivered(&a, &b, &run);
@@ -296,13 +301,10 @@ fn a_guest_enabling_fewer_queue_pairs_gets_what_every_pmd_sends() {
     // vm1's guest enables one of the port's two pairs (as a one-vCPU Linux guest does); vm0's
     // guest sends on both, one per PMD, so both PMDs transmit to vm1: PMD 1's queue 1 must be
     // sent on the guest's queue 0, not dropped.
-    // The receiver forwards before the sender starts: testpmd drains its receive ring when it
-    // starts forwarding, uncounted, and two PMDs would fill that ring meanwhile.
     let b = start(scene.guest("vm1", Role::Receive, true));
+    let a = start(scene.guest("vm0", Role::Send, true).queues(2));
     let mut sw = scene.ferrovs(&scene.ports("client", 2, None), &[1, 1], &[RULE]);
     ok(sw.wait_log("port vm1: transmit queue 1 sends on the guest's queue 0", 1));
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let a = start(scene.guest("vm0", Role::Send, true).queues(2));
     ok(sw.wait_tx_above("vm1", FLOWING));
     let a = ok(a.stop());
     settle(&mut sw, "vm1");
@@ -327,6 +329,7 @@ fn jumbo_frames_pass_between_guests_with_mtu() {
     ok(sw.wait_log("port vm1: link up", 1));
     ok(sw.wait_tx_above("vm1", FLOWING));
     let a = ok(a.stop());
+    settle(&mut sw, "vm1");
     let b = ok(b.stop());
     let run = ok(sw.stop());
     assert_delivered(&a, &b, &run);
@@ -346,6 +349,7 @@ fn frames_larger_than_a_buffer_are_dropped_as_oversize() {
     ok(sw.wait_rx_above("vm0", FLOWING));
     ok(a.stop());
     ok(sw.wait_log("port vm0: link down", 1));
+    settle(&mut sw, "vm1");
     let b = ok(b.stop());
     let run = ok(sw.stop());
     let rx = run.total("rx_packets");
