@@ -163,9 +163,11 @@ fn a_thousand_learned_macs_are_forwarded_from_the_fast_path_alone() {
     assert_eq!(window["control"]["rx_packets"], 0, "{log}");
     let port = |i: usize, key: &str| window["ports"][i][key].as_u64().unwrap();
     assert!(port(0, "rx_packets") > 10_000 && port(1, "rx_packets") > 10_000, "too little traffic\n{log}");
-    // Each side's frames go to the other side only (the window's edges may split a burst).
+    // Each side's frames go to the other side only. At each edge of the window a port may have
+    // received packets it has not yet sent: a burst being processed and a transmit buffer not
+    // yet flushed (up to 64 + 64; seen: 96 in all on a loaded machine).
     for (rx, tx) in [(0, 1), (1, 0)] {
-        assert!(port(rx, "rx_packets").abs_diff(port(tx, "tx_packets")) <= 64, "{}\n{log}", window["ports"]);
+        assert!(port(rx, "rx_packets").abs_diff(port(tx, "tx_packets")) <= 256, "{}\n{log}", window["ports"]);
     }
     assert_eq!((port(2, "tx_packets"), port(3, "tx_packets")), (0, 0), "flooded in steady state\n{log}");
     let entries = out.stats["mac_table"]["entries"].as_array().unwrap();
