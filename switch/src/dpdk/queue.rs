@@ -11,13 +11,23 @@ use super::port::PortShared;
 use super::vhost::VhostShared;
 use super::{Burst, Mempool};
 
-/// Whose queue a handle is.
-enum Target {
+/// Whose receive queue a handle is.
+enum RxTarget {
     Eth(Arc<PortShared>),
     /// The pool received packets are copied into; the token counts the port's live handles.
     Vhost {
         port: Arc<VhostShared>,
-        pool: Option<Arc<Mempool>>,
+        pool: Arc<Mempool>,
+        _user: Arc<()>,
+    },
+}
+
+/// Whose transmit queue a handle is.
+enum TxTarget {
+    Eth(Arc<PortShared>),
+    /// The token counts the port's live handles.
+    Vhost {
+        port: Arc<VhostShared>,
         _user: Arc<()>,
     },
 }
@@ -25,18 +35,18 @@ enum Target {
 /// One receive queue of a started port, polled by exactly one core: `Send` (it is handed to its
 /// PMD) but not `Sync` (DPDK queues are not thread-safe).
 pub struct RxQueue {
-    device: Target,
+    device: RxTarget,
     queue: u16,
     _not_sync: PhantomData<Cell<()>>,
 }
 
 impl RxQueue {
     pub(crate) fn new(port: Arc<PortShared>, queue: u16) -> Self {
-        Self { device: Target::Eth(port), queue, _not_sync: PhantomData }
+        Self { device: RxTarget::Eth(port), queue, _not_sync: PhantomData }
     }
 
     pub(crate) fn vhost(port: Arc<VhostShared>, pool: Arc<Mempool>, queue: u16, user: Arc<()>) -> Self {
-        Self { device: Target::Vhost { port, pool: Some(pool), _user: user }, queue, _not_sync: PhantomData }
+        Self { device: RxTarget::Vhost { port, pool, _user: user }, queue, _not_sync: PhantomData }
     }
 
     /// Queue id.
@@ -48,9 +58,8 @@ impl RxQueue {
     #[inline]
     pub fn recv(&mut self, burst: &mut Burst, max: usize) -> usize {
         let port = match &self.device {
-            Target::Eth(port) => port,
-            Target::Vhost { port, pool: Some(pool), .. } => return port.recv(self.queue, pool, burst, max),
-            Target::Vhost { pool: None, .. } => return 0,
+            RxTarget::Eth(port) => port,
+            RxTarget::Vhost { port, pool, .. } => return port.recv(self.queue, pool, burst, max),
         };
         let (slots, room) = burst.spare_raw();
         let want = room.min(max) as u16;
@@ -70,7 +79,7 @@ impl RxQueue {
 /// One transmit queue of a started port. Owned by one core, or shared by a few through a lock
 /// taken once per burst when the device has fewer queues than cores.
 pub struct TxQueue {
-    device: Target,
+    device: TxTarget,
     queue: u16,
     lock: Option<Arc<Mutex<()>>>,
     _not_sync: PhantomData<Cell<()>>,
@@ -78,11 +87,11 @@ pub struct TxQueue {
 
 impl TxQueue {
     pub(crate) fn new(port: Arc<PortShared>, queue: u16, lock: Option<Arc<Mutex<()>>>) -> Self {
-        Self { device: Target::Eth(port), queue, lock, _not_sync: PhantomData }
+        Self { device: TxTarget::Eth(port), queue, lock, _not_sync: PhantomData }
     }
 
     pub(crate) fn vhost(port: Arc<VhostShared>, queue: u16, lock: Option<Arc<Mutex<()>>>, user: Arc<()>) -> Self {
-        Self { device: Target::Vhost { port, pool: None, _user: user }, queue, lock, _not_sync: PhantomData }
+        Self { device: TxTarget::Vhost { port, _user: user }, queue, lock, _not_sync: PhantomData }
     }
 
     /// Queue id.
@@ -105,8 +114,8 @@ impl TxQueue {
         }
         let _guard = self.lock.as_ref().map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
         let port = match &self.device {
-            Target::Eth(port) => port,
-            Target::Vhost { port, .. } => return port.send(self.queue, burst),
+            TxTarget::Eth(port) => port,
+            TxTarget::Vhost { port, .. } => return port.send(self.queue, burst),
         };
         let n = burst.len() as u16;
         // SAFETY: the port is started while this handle lives; the queue is used by this core alone,

@@ -23,7 +23,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString, c_char, c_int};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -325,7 +325,6 @@ static DEVICE_OPS: DeviceOps = DeviceOps(sys::rte_vhost_device_ops {
 /// unregistered, the guest disconnected) only when every handle has been dropped.
 pub struct VhostUserPort {
     shared: Arc<VhostShared>,
-    socket: PathBuf,
     client: bool,
     queues: u16,
     mtu: Option<u16>,
@@ -359,7 +358,6 @@ impl VhostUserPort {
         });
         Ok(Self {
             shared,
-            socket: path.to_path_buf(),
             client,
             queues: queues.max(1),
             mtu: None,
@@ -541,11 +539,6 @@ impl VhostUserPort {
 
     fn unavailable(&self, kind: &'static str, queue: u16) -> PortError {
         PortError::QueueUnavailable { name: self.name().into(), kind, queue }
-    }
-
-    /// The socket path.
-    pub fn socket(&self) -> &Path {
-        &self.socket
     }
 }
 
