@@ -5,7 +5,8 @@
 #
 #   scripts/bench.sh [--reps N] [--warmup S] [--secs S] [--flows "1 1000 100000 200000 1000000"]
 #                    [--rules "A C"] [--only "ferrovs ovs testpmd"] [--out DIR] [--no-setup]
-#   scripts/bench.sh --setup [--setup-flows N] [--reps N] [--out DIR] [--no-setup]
+#   scripts/bench.sh --setup [--setup-flows N] [--ovs-setup-flows N] [--reps N] [--only "ferrovs ovs"]
+#                    [--out DIR] [--no-setup]
 #   scripts/bench.sh --vhost [--reps N] [--warmup S] [--secs S] [--only "ferrovs ovs"] [--out DIR] [--no-setup]
 #
 # --setup measures flow setup instead: a miss storm of N new flows (each its own source MAC, and a
@@ -13,6 +14,20 @@
 # while a second port carries one established flow through the same PMD. It reports megaflows
 # installed per second during the storm, and the established flow's rate during the storm
 # against a run whose first port carries established traffic too.
+# In the same run, interleaved with ferrovs's reps, OVS-DPDK (a fresh ovsdb-server and vswitchd per
+# rep, 1 PMD on CPU 1) gets the same kind of storm and the same two rules (priority=20 dl_src drop,
+# priority=10 in_port=1 -> 2): a pcap of N flows x 1 packet, each its own source MAC, read ONCE
+# (net_pcap without infinite_rx: the PMD pulls it itself, so it cannot outrun the upcalls) into
+# p1 (net_null). The flow limit is raised to 2N (other_config:flow-limit, upcall/set-flow-limit;
+# OVS's dynamic limit otherwise starts at 10000 and most of the storm ends as failed upcalls).
+# pmd-stats-show is sampled every ~10 ms from before the port is added until the counts settle;
+# rate = slope of "miss with success upcall" (datapath flows installed) between 10 % and 90 % of
+# its final count; the datapath flows left at the end (dpctl/dump-flows) are logged as a check.
+# OVS's N is --ovs-setup-flows (default 190000), not ferrovs's --setup-flows (default 1000000): keep
+# it under ~200k (OVS's pcap port has a fixed mempool of 262144 mbufs; larger storms are untried).
+# Both are per-flow rates, but the storms differ in size, and OVS's PMD carries no established
+# flow beside its storm.
+# --only "ferrovs" or --only "ovs" runs one switch. Results: DIR/setup.csv, DIR/setup-summary.txt.
 #
 # --vhost measures vhost-user instead: one dpdk-testpmd "guest" with two virtio-user ports, one on
 # each of the switch's two vhost-user ports, sends 64-byte UDP packets into each port (flowgen
@@ -44,11 +59,13 @@ out=${TMPDIR:-/tmp}/ferrovs-bench
 setup=1
 mode=forwarding
 setup_flows=1000000
+ovs_setup_flows=190000
 while [ $# -gt 0 ]; do
   case $1 in
     --setup) mode=setup; shift ;;
     --vhost) mode=vhost; shift ;;
     --setup-flows) setup_flows=$2; shift 2 ;;
+    --ovs-setup-flows) ovs_setup_flows=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
     --secs) secs=$2; shift 2 ;;
@@ -57,7 +74,7 @@ while [ $# -gt 0 ]; do
     --only) only=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --no-setup) setup=0; shift ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/{/^#/p}' "$0"; exit 0 ;;
     *) echo "bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -288,6 +305,123 @@ print(f"{w['megaflows_per_sec']:.0f},{p3['tx_mpps']:.3f}")
 EOF
 }
 
+# --- flow setup, OVS-DPDK -------------------------------------------------------------------------
+run_ovs_setup() { # rep: appends an "ovs" row to setup.csv
+  local rep=$1 n=$ovs_setup_flows d=$out/logs/setup_ovs_r$1
+  local storm=$out/pcap/storm_$n.pcap
+  [ -f "$storm" ] || "$ferrovs" gen-pcap --flows "$n" --mac-per-flow -o "$storm" 2>/dev/null
+  rm -rf "$d"; mkdir -p "$d"; ovs_dir=$d
+  local vsctl="ovs-vsctl --timeout=60 --db=unix:$d/db.sock" appctl="ovs-appctl -t $d/vswitchd.ctl"
+  export OVS_RUNDIR=$d OVS_DBDIR=$d OVS_LOGDIR=$d
+  ovs_start "$d" "$vsctl"
+  # OVS's dynamic flow limit starts at 10000 (+1000 per revalidator pass): most of the storm would
+  # otherwise end as failed upcalls (sent by the slow path, no flow installed).
+  $vsctl set Open_vSwitch . "other_config:flow-limit=$((2 * n))"
+  $vsctl add-port br0 p1 -- set Interface p1 type=dpdk ofport_request=2 "options:dpdk-devargs=net_null0,no-rx=1"
+  # The rules ferrovs gets: the dl_src rule makes every megaflow match the source MAC exactly.
+  printf '%s\n' "priority=20,dl_src=02:00:00:00:00:09,actions=drop" "priority=10,in_port=1,actions=output:2" \
+    > "$d/rules.txt"
+  ovs-ofctl replace-flows br0 "$d/rules.txt"
+  $appctl upcall/set-flow-limit $((2 * n)) > /dev/null
+  $appctl dpif-netdev/pmd-stats-clear > /dev/null
+  # Samples pmd-stats-show over the unixctl socket (no process per sample), from CPU 0 (the PMD's
+  # is CPU 1), every ~10 ms until the upcall counts have not moved for 1.5 s.
+  taskset -c 0 python3 - "$d/vswitchd.ctl" "$d/samples.txt" <<'EOF' &
+import json, re, socket, sys, time
+ctl, out = sys.argv[1:3]
+sock = socket.socket(socket.AF_UNIX)
+sock.connect(ctl)
+dec, rid = json.JSONDecoder(), 0
+def call(method):
+    global rid
+    rid += 1
+    sock.sendall(json.dumps({"method": method, "params": [], "id": rid}).encode())
+    buf = b""
+    while True:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            sys.exit("ovs-vswitchd closed its unixctl socket")
+        buf += chunk
+        try:
+            return dec.raw_decode(buf.decode())[0].get("result") or ""
+        except ValueError:
+            pass
+keys = ["packets received", "miss with success upcall", "miss with failed upcall", "processing cycles", "idle cycles"]
+def sample():
+    m = re.search(r"pmd thread.*?(?=\nmain thread|\Z)", call("dpif-netdev/pmd-stats-show"), re.S)
+    text = m.group(0) if m else ""
+    return [int(m.group(1)) if (m := re.search(r"^\s*" + k + r":\s*(\d+)", text, re.M)) else 0 for k in keys]
+t0 = time.time(); last, changed, seen = None, t0, False
+with open(out, "w") as f:
+    while True:
+        t = time.time()
+        row = sample()
+        f.write(f"{t:.6f} {' '.join(map(str, row))}\n")
+        if row[1:3] != last:
+            last, changed = row[1:3], t
+        seen = seen or row[1] + row[2] > 0
+        if (seen and t - changed >= 1.5) or (not seen and t - t0 >= 30) or t - t0 >= 120:
+            break
+        time.sleep(0.01)
+EOF
+  local poller=$!
+  sleep 1 # samples of the idle PMD first
+  date +%s.%N > "$d/add.txt"
+  $vsctl add-port br0 p0 -- set Interface p0 type=dpdk ofport_request=1 "options:dpdk-devargs=net_pcap0,rx_pcap=$storm"
+  local err
+  err=$($vsctl get Interface p0 error 2>/dev/null || true)
+  if [ -n "$err" ] && [ "$err" != '""' ] && [ "$err" != "[]" ]; then
+    kill "$poller" 2>/dev/null || true; wait "$poller" 2>/dev/null || true
+    say "ovs flow setup: port error $err"; ovs_stop
+    echo "ovs,$rep,$n,,,,port error" >> "$out/setup.csv"; return
+  fi
+  wait "$poller" || true
+  $appctl dpif-netdev/pmd-stats-show > "$d/pmd-stats.txt"
+  $appctl upcall/show > "$d/upcall-show.txt"
+  $appctl coverage/show > "$d/coverage.txt" 2>&1 || true
+  $vsctl get Interface p0 statistics > "$d/p0-stats.txt" 2>&1 || true
+  local dpf
+  dpf=$($appctl dpctl/dump-flows 2>/dev/null | grep -c 'actions:' || true)
+  ovs_stop
+  python3 - "$d" "$rep" "$n" "$dpf" <<'EOF' >> "$out/setup.csv"
+import re, sys
+d, rep, n, dpf = sys.argv[1:]
+rows = [[float(x) for x in line.split()] for line in open(f"{d}/samples.txt") if line.strip()]
+for v in rows:  # t rx ok failed processing idle | upcalls
+    v.append(v[2] + v[3])
+last = rows[-1]
+ok, failed, total = last[2], last[3], last[6]
+def cross(col, thr):  # when column col reached thr, interpolated between samples
+    prev = rows[0]
+    for v in rows:
+        if v[col] >= thr:
+            return v[0] if v[col] == prev[col] else prev[0] + (v[0] - prev[0]) * (thr - prev[col]) / (v[col] - prev[col])
+        prev = v
+    return rows[-1][0]
+def first(col, thr):
+    return next(i for i, v in enumerate(rows) if v[col] >= thr)
+up = open(f"{d}/upcall-show.txt").read()
+m = re.search(r"current (\d+)\).*?limit (\d+)\)", up)
+cur, limit = m.groups() if m else ("?", "?")
+stats = dict(re.findall(r"(\w+)=(\d+)", open(f"{d}/p0-stats.txt").read()))
+rx_drop = int(stats.get("rx_dropped", 0)) + int(stats.get("rx_missed_errors", 0))
+if ok <= 0:
+    print(f"ovs,{rep},{n},,,,no flow installed: ok {ok:.0f} failed {failed:.0f} dp_flows {dpf}")
+    sys.exit()
+t10, t90 = cross(2, 0.1 * ok), cross(2, 0.9 * ok)
+rate = 0.8 * ok / (t90 - t10) if t90 > t10 else float("nan")
+i10, i90 = first(2, 0.1 * ok), first(2, 0.9 * ok)
+a, b = rows[i10], rows[i90]
+cyc = (b[4] - a[4]) / (b[6] - a[6]) if b[6] > a[6] else float("nan")  # processing cycles per upcall
+busy = (b[4] - a[4]) / max(1, (b[4] - a[4]) + (b[5] - a[5]))
+tsc = ((last[4] + last[5]) - (rows[0][4] + rows[0][5])) / (last[0] - rows[0][0])
+storm = rows[first(6, total)][0] - cross(6, 1)
+print(f"ovs,{rep},{n},{rate:.0f},,{cyc:.0f},ok {ok:.0f} failed {failed:.0f} dp_flows {dpf} (upcall/show {cur} limit {limit}) "
+      f"storm {storm:.2f} s {len(rows)} samples; pmd busy {busy:.0%} 10-90 %; {tsc / 1e9:.2f} GHz TSC "
+      f"-> {tsc / cyc:.0f}/s at 100 % busy; rx_dropped {rx_drop}")
+EOF
+}
+
 # --- vhost-user: guest -> switch -> guest ------------------------------------------------------
 guest_pid=""
 guest_stop() {
@@ -411,20 +545,42 @@ EOF
 fi
 
 if [ "$mode" = setup ]; then
-  echo "kind,rep,megaflows_per_sec,established_mpps" > "$out/setup.csv"
+  echo "kind,rep,flows,megaflows_per_sec,established_mpps,cycles_per_setup,note" > "$out/setup.csv"
   for rep in $(seq 1 "$reps"); do
-    for kind in baseline storm; do
-      say "rep $rep: flow setup, $kind"
-      echo "$kind,$rep,$(run_setup "$kind" "$rep")" >> "$out/setup.csv"
-    done
+    if wants ferrovs; then
+      for kind in baseline storm; do
+        say "rep $rep: flow setup, ferrovs $kind"
+        echo "$kind,$rep,$setup_flows,$(run_setup "$kind" "$rep"),," >> "$out/setup.csv"
+      done
+    fi
+    if wants ovs; then say "rep $rep: flow setup, ovs"; run_ovs_setup "$rep"; fi
   done
   python3 - "$out/setup.csv" <<'EOF' | tee "$out/setup-summary.txt"
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
-med = lambda kind, k: statistics.median(float(r[k]) for r in rows if r["kind"] == kind and r[k])
+def med(kind, k):
+    v = [float(r[k]) for r in rows if r["kind"] == kind and r[k]]
+    return statistics.median(v) if v else None
+flows = lambda kind: next((int(r["flows"]) for r in rows if r["kind"] == kind), 0)
 setup, during, before = med("storm", "megaflows_per_sec"), med("storm", "established_mpps"), med("baseline", "established_mpps")
-print(f"flow setup during the storm: {setup:,.0f} megaflows/s (median of reps)")
-print(f"established flow: {during:.2f} Mpps during the storm, {before:.2f} Mpps without ({during / before:.0%})")
+ovs = med("ovs", "megaflows_per_sec")
+if setup:
+    print(f"ferrovs flow setup during the storm: {setup:,.0f} megaflows/s (median of reps, {flows('storm'):,} flows)")
+if during and before:
+    print(f"established flow: {during:.2f} Mpps during the storm, {before:.2f} Mpps without ({during / before:.0%})")
+if ovs:
+    print(f"OVS-DPDK flow setup: {ovs:,.0f} flows/s (median of reps, {flows('ovs'):,} flows)")
+    cyc = med("ovs", "cycles_per_setup")
+    if cyc:
+        print(f"  OVS PMD processing cycles per upcall: {cyc:,.0f} (median of reps)")
+if setup and ovs:
+    print(f"ferrovs/OVS: {setup / ovs:.2f} (per-flow setup rates; storms of {flows('storm'):,} and {flows('ovs'):,} flows, "
+          f"ferrovs's with an established flow on its PMD, OVS's without)")
+for r in rows:
+    if r["kind"] == "ovs":
+        print(f"  ovs rep {r['rep']}: {r['megaflows_per_sec'] or '-'} flows/s, {r['note']}")
+    elif r["kind"] == "storm":
+        print(f"  ferrovs rep {r['rep']}: {r['megaflows_per_sec'] or '-'} megaflows/s, established {r['established_mpps'] or '-'} Mpps")
 EOF
   exit 0
 fi
