@@ -34,8 +34,9 @@ use crate::stats::PmdCounters;
 const MEMPOOL_CACHE: u32 = 256;
 /// How often the control thread checks for stop conditions.
 const CONTROL_TICK: Duration = Duration::from_millis(5);
-/// How often the control thread does its periodic work (expiry, counters).
-const HOUSEKEEPING: Duration = Duration::from_millis(250);
+/// How often the control thread takes a step of its periodic work (counters, expiry: a pass
+/// over the megaflows every 1/4 s, taken in bounded steps; see `SlowPath::housekeeping`).
+const HOUSEKEEPING: Duration = Duration::from_millis(2);
 
 /// Why the switch could not run.
 #[derive(Debug, thiserror::Error)]

@@ -107,9 +107,9 @@ impl ControlCore {
         upcalls + promotions
     }
 
-    /// Periodic work (see [`SlowPath::housekeeping`]).
-    pub fn housekeeping(&mut self) {
-        self.slow.housekeeping(rdtsc(), self.hz);
+    /// A step of periodic work (see [`SlowPath::housekeeping`]); whether a pass ended.
+    pub fn housekeeping(&mut self) -> bool {
+        self.slow.housekeeping(rdtsc(), self.hz)
     }
 
     /// Handles every upcall still queued (after the PMDs stopped).

@@ -19,6 +19,11 @@ use crate::ofproto::{Credit, MacAccess, Ofproto, Rule, Translation, XlateOptions
 
 /// Seconds a megaflow may go unused before it is removed (as Open vSwitch's `max-idle`).
 pub const MEGAFLOW_IDLE_SECS: u64 = 10;
+/// Megaflows whose counters one housekeeping step reads: a step takes well under a millisecond,
+/// so a pass over a million megaflows never stalls upcalls for long.
+const HOUSEKEEPING_STEP: usize = 16 * 1024;
+/// A housekeeping pass starts at most this often (seconds, as a divisor of the TSC rate: 1/4 s).
+const HOUSEKEEPING_PASSES_PER_SEC: u64 = 4;
 /// Fewest megaflow removals that make a flow cache sweep worth its walk.
 const SWEEP_AFTER_REMOVALS: usize = 1024;
 
@@ -78,6 +83,11 @@ pub struct SlowPath {
     changed: Vec<MacKey>,
     /// Megaflows removed since the flow cache was last swept of entries leading to them.
     removed_since_sweep: usize,
+    /// Housekeeping: whether a pass over the megaflows is under way, where it is, and when the
+    /// last one started (TSC).
+    in_pass: bool,
+    walk_pos: usize,
+    last_pass: Option<u64>,
     /// What it did.
     pub counters: SlowPathCounters,
 }
@@ -96,6 +106,9 @@ impl SlowPath {
             indexed: 0,
             changed: Vec::new(),
             removed_since_sweep: 0,
+            in_pass: false,
+            walk_pos: 0,
+            last_pass: None,
             counters: SlowPathCounters::default(),
         }
     }
@@ -333,17 +346,33 @@ impl SlowPath {
         self.indexed = self.by_mac.values().map(Vec::len).sum::<usize>() + self.by_any.len();
     }
 
-    /// Periodic work: credit megaflow packets to their rules, remove megaflows idle for
-    /// [`MEGAFLOW_IDLE_SECS`], expire timed-out rules (revalidating after), and drop stale
-    /// cache entries. `now_tsc` is the TSC now, `hz` its frequency.
-    pub fn housekeeping(&mut self, now_tsc: u64, hz: u64) {
-        let mut idle = Vec::new();
-        for id in self.writer.ids() {
+    /// Periodic work, in steps (call it every few milliseconds): a pass, started at most
+    /// [`HOUSEKEEPING_PASSES_PER_SEC`] times a second, walks the megaflows
+    /// [`HOUSEKEEPING_STEP`] per call, crediting their packets to their rules and removing those
+    /// idle for [`MEGAFLOW_IDLE_SECS`]; at its end it ages MAC entries, expires timed-out rules
+    /// (revalidating after), and drops stale cache entries. `now_tsc` is the TSC now, `hz` its
+    /// frequency. Returns whether a pass ended.
+    pub fn housekeeping(&mut self, now_tsc: u64, hz: u64) -> bool {
+        if !self.in_pass {
+            if self.last_pass.is_some_and(|t| now_tsc.saturating_sub(t) < hz / HOUSEKEEPING_PASSES_PER_SEC) {
+                return false;
+            }
+            self.in_pass = true;
+            self.last_pass = Some(now_tsc);
+            self.walk_pos = 0;
+        }
+        let mut visited = 0;
+        while visited < HOUSEKEEPING_STEP
+            && let Some(id) = self.writer.live_id(self.walk_pos)
+        {
+            visited += 1;
             let (packets, bytes) = self.writer.take_counts(id);
-            let Some(rec) = self.writer.record(id) else { continue };
-            if packets > 0 {
+            let used_tsc = self.writer.used_tsc(id);
+            if packets > 0
+                && let Some(rec) = self.writer.record(id)
+            {
                 for rule in &rec.rules {
-                    rule.stats.credit(self.control_slot, packets, bytes, rec.used_tsc);
+                    rule.stats.credit(self.control_slot, packets, bytes, used_tsc);
                 }
                 // Traffic from a learned source keeps its entry alive, or moves it back.
                 let in_port = self.ofproto.ports().index_of(rec.key.in_port());
@@ -351,15 +380,19 @@ impl SlowPath {
                     self.macs.learn(src, port, now_tsc);
                 }
             }
-            if now_tsc.saturating_sub(rec.used_tsc) / hz.max(1) >= MEGAFLOW_IDLE_SECS {
-                idle.push(id);
+            if now_tsc.saturating_sub(used_tsc) / hz.max(1) >= MEGAFLOW_IDLE_SECS {
+                // The last megaflow moves into this position: the walk sees it next.
+                self.writer.remove(id);
+                self.counters.megaflows_idle_removed += 1;
+                self.removed_since_sweep += 1;
+            } else {
+                self.walk_pos += 1;
             }
         }
-        for id in &idle {
-            self.writer.remove(*id);
+        if self.walk_pos < self.writer.megaflow_count() {
+            return false;
         }
-        self.counters.megaflows_idle_removed += idle.len() as u64;
-        self.removed_since_sweep += idle.len();
+        self.in_pass = false;
         self.macs.expire(now_tsc);
         self.apply_mac_changes();
         self.prune_index();
@@ -372,6 +405,7 @@ impl SlowPath {
             self.revalidate();
         }
         self.maybe_sweep_cache();
+        true
     }
 }
 

@@ -44,10 +44,6 @@ pub struct MegaflowRecord {
     /// The OpenFlow rules its translation went through (they are credited its packets).
     pub rules: Vec<Arc<Rule>>,
     subtable: usize,
-    /// Per PMD: (packets, bytes) already credited.
-    seen: Vec<(u64, u64)>,
-    /// Last time any PMD hit it, TSC.
-    pub used_tsc: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -62,7 +58,14 @@ pub struct TablesWriter {
     tables: Arc<FlowTables>,
     cache: CuckooWriter,
     megaflows: CuckooWriter,
+    /// By id; grows as ids are first used (ids are handed out lowest first).
     records: Vec<Option<MegaflowRecord>>,
+    /// Per PMD, by id: the (packets, bytes) of its counters already credited. Dense arrays
+    /// rather than record fields, so housekeeping streams through them and touches a record
+    /// only when its megaflow had traffic.
+    seen: Vec<Vec<[u64; 2]>>,
+    /// By id: the last time any PMD (or the install) used the megaflow, TSC.
+    used: Vec<u64>,
     /// Ids of the installed megaflows, densely (so walks cost what is installed, not the table's
     /// capacity), and each id's position in it.
     live: Vec<u32>,
@@ -109,7 +112,10 @@ impl TablesWriter {
             tables,
             cache,
             megaflows,
-            records: vec![None; max_megaflows.max(1)],
+            records: Vec::new(),
+            // Zeroed allocations: the OS maps their pages on first use.
+            seen: (0..readers).map(|_| vec![[0; 2]; max_megaflows.max(1)]).collect(),
+            used: vec![0; max_megaflows.max(1)],
             live: Vec::new(),
             live_pos: vec![u32::MAX; max_megaflows.max(1)],
             free_ids: (0..max_megaflows.max(1) as u32).rev().collect(),
@@ -283,16 +289,21 @@ impl TablesWriter {
             self.drop_subtable_if_empty(st);
             return Err(InstallError::TableFull);
         }
-        let seen = (0..self.tables.stats.len()).map(|pmd| self.pmd_counters(pmd, id)).collect();
-        self.records[id as usize] = Some(MegaflowRecord {
+        let i = id as usize;
+        for pmd in 0..self.seen.len() {
+            self.seen[pmd][i] = self.pmd_counters(pmd, id);
+        }
+        self.used[i] = crate::dpdk::rdtsc();
+        if self.records.len() <= i {
+            self.records.resize_with(i + 1, || None);
+        }
+        self.records[i] = Some(MegaflowRecord {
             handle,
             key: key.masked(mask),
             mask: *mask,
             translation: translation.clone(),
             rules,
             subtable: st,
-            seen,
-            used_tsc: crate::dpdk::rdtsc(),
         });
         self.live_pos[id as usize] = self.live.len() as u32;
         self.live.push(id);
@@ -305,9 +316,9 @@ impl TablesWriter {
         Ok(handle)
     }
 
-    fn pmd_counters(&self, pmd: usize, id: u32) -> (u64, u64) {
+    fn pmd_counters(&self, pmd: usize, id: u32) -> [u64; 2] {
         let s = &self.tables.stats[pmd][id as usize];
-        (s.packets.load(Ordering::Relaxed), s.bytes.load(Ordering::Relaxed))
+        [s.packets.load(Ordering::Relaxed), s.bytes.load(Ordering::Relaxed)]
     }
 
     /// Removes megaflow `id`. PMDs may still use it until they next pass a quiescent point: call
@@ -362,33 +373,37 @@ impl TablesWriter {
         before - self.cache.len()
     }
 
-    /// Packets and bytes PMDs sent through megaflow `id` since the last call, and the latest
-    /// use (updates the record's `used_tsc`).
+    /// Packets and bytes PMDs sent through megaflow `id` since the last call (and notes their
+    /// latest use, see [`used_tsc`](Self::used_tsc)).
     pub fn take_counts(&mut self, id: u32) -> (u64, u64) {
-        let n = self.tables.stats.len();
-        let now: Vec<((u64, u64), u64)> = (0..n)
-            .map(|pmd| {
-                let s = &self.tables.stats[pmd][id as usize];
-                (self.pmd_counters(pmd, id), s.used_tsc.load(Ordering::Relaxed))
-            })
-            .collect();
-        let Some(rec) = self.records.get_mut(id as usize).and_then(Option::as_mut) else { return (0, 0) };
+        let i = id as usize;
+        if self.live_pos.get(i).is_none_or(|&p| p == u32::MAX) {
+            return (0, 0);
+        }
         let (mut p, mut b) = (0, 0);
-        for (pmd, ((np, nb), used)) in now.into_iter().enumerate() {
-            let (sp, sb) = rec.seen[pmd];
+        for pmd in 0..self.seen.len() {
+            let [np, nb] = self.pmd_counters(pmd, id);
+            let [sp, sb] = self.seen[pmd][i];
             if np != sp {
-                rec.used_tsc = rec.used_tsc.max(used);
+                self.used[i] = self.used[i].max(self.tables.stats[pmd][i].used_tsc.load(Ordering::Relaxed));
             }
             p += np.wrapping_sub(sp);
             b += nb.wrapping_sub(sb);
-            rec.seen[pmd] = (np, nb);
+            self.seen[pmd][i] = [np, nb];
         }
         (p, b)
     }
 
-    /// Ids of every installed megaflow.
-    pub fn ids(&self) -> Vec<u32> {
-        self.live.clone()
+    /// When megaflow `id` was last used (by a PMD, as of the last [`take_counts`](Self::take_counts),
+    /// or installed), TSC.
+    pub fn used_tsc(&self, id: u32) -> u64 {
+        self.used.get(id as usize).copied().unwrap_or(0)
+    }
+
+    /// Installed megaflows, for walks in steps: the id at position `pos` of a dense list
+    /// (removing a megaflow moves the last one into its place).
+    pub fn live_id(&self, pos: usize) -> Option<u32> {
+        self.live.get(pos).copied()
     }
 
     /// Waits until every PMD has passed a quiescent point: after it, nothing removed before

@@ -72,8 +72,11 @@ impl DpAction {
 /// Datapath actions for one flow.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Translation {
-    /// What to do, in order.
-    pub actions: ArrayVec<DpAction, MAX_DP_ACTIONS>,
+    /// What to do, in order (at most [`MAX_DP_ACTIONS`]). On the heap, not inline: a translation
+    /// is moved through the control core's batch and kept in each megaflow's record, where an
+    /// inline array of the most actions (2.5 KB) was most of the control core's copying and most
+    /// of a record's size.
+    pub actions: Vec<DpAction>,
     /// Why the packet goes nowhere, when `actions` has no output.
     pub drop: Option<DropReason>,
     /// The MAC table entries NORMAL read or learned.
@@ -507,7 +510,9 @@ impl Ctx<'_, '_> {
     }
 
     fn emit(&mut self, a: DpAction) {
-        if self.out.actions.try_push(a).is_err() {
+        if self.out.actions.len() < MAX_DP_ACTIONS {
+            self.out.actions.push(a);
+        } else {
             self.error = Some(DropReason::TooManyActions);
         }
     }
