@@ -15,7 +15,7 @@ use rustc_hash::FxHashMap;
 
 use crate::fastpath::{InstallError, MegaflowRef, TablesWriter};
 use crate::l2::{MacKey, MacTable};
-use crate::ofproto::{Credit, MacAccess, Ofproto, Rule, Translation, XlateOptions, translate};
+use crate::ofproto::{Credit, MacAccess, MacDeps, Ofproto, Rule, Translation, XlateOptions, translate};
 
 /// Seconds a megaflow may go unused before it is removed (as Open vSwitch's `max-idle`).
 pub const MEGAFLOW_IDLE_SECS: u64 = 10;
@@ -183,23 +183,27 @@ impl SlowPath {
     /// Installs what `decide` decided: the megaflow (unless an earlier decision already did) and
     /// the flow cache entry for the packet's exact key.
     pub fn commit(&mut self, d: Decision) {
-        let handle = match d.existing.or_else(|| self.writer.lookup(&d.key)) {
+        // An earlier decision of the same batch may have installed it (same path, same mask).
+        let handle = match d.existing.or_else(|| self.writer.lookup_exact(&d.key, &d.mask)) {
             Some(h) => Some(h),
-            None => match self.writer.install(&d.key, &d.mask, &d.translation, d.rules) {
-                Ok(h) => {
-                    self.counters.megaflows_installed += 1;
-                    self.index_normal(&d.translation, h);
-                    Some(h)
-                }
-                Err(e) => {
-                    match e {
-                        InstallError::TooManyActions => self.counters.install_too_many_actions += 1,
-                        InstallError::TableFull => self.counters.install_table_full += 1,
-                        InstallError::TooManyMasks => self.counters.install_too_many_masks += 1,
+            None => {
+                let deps = d.translation.mac;
+                match self.writer.install(&d.key, &d.mask, d.translation, d.rules) {
+                    Ok(h) => {
+                        self.counters.megaflows_installed += 1;
+                        self.index_normal(deps, h);
+                        Some(h)
                     }
-                    None
+                    Err(e) => {
+                        match e {
+                            InstallError::TooManyActions => self.counters.install_too_many_actions += 1,
+                            InstallError::TableFull => self.counters.install_table_full += 1,
+                            InstallError::TooManyMasks => self.counters.install_too_many_masks += 1,
+                        }
+                        None
+                    }
                 }
-            },
+            }
         };
         if let Some(h) = handle {
             self.writer.cache_insert(&d.key, d.hash, h);
@@ -263,8 +267,7 @@ impl SlowPath {
         }
     }
 
-    fn index_normal(&mut self, t: &Translation, handle: MegaflowRef) {
-        let deps = t.mac;
+    fn index_normal(&mut self, deps: MacDeps, handle: MegaflowRef) {
         if deps.more {
             self.by_any.push(handle);
             self.indexed += 1;

@@ -4,7 +4,7 @@
 //! from 5.3 to 6.3 Mpps). Falls back to the ordinary heap when huge pages are short: a table
 //! never takes the last [`RESERVE_PAGES`], which DPDK processes starting later may need.
 
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
 const HUGE_PAGE: usize = 2 << 20;
@@ -90,6 +90,13 @@ impl<T> Deref for HugeSlice<T> {
     fn deref(&self) -> &[T] {
         // SAFETY: `ptr` points at `len` initialised elements that live as long as `self`.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T> DerefMut for HugeSlice<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as for `deref`, and `&mut self` makes this the only reference to them.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 

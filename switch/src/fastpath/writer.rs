@@ -58,14 +58,16 @@ pub struct TablesWriter {
     tables: Arc<FlowTables>,
     cache: CuckooWriter,
     megaflows: CuckooWriter,
-    /// By id; grows as ids are first used (ids are handed out lowest first).
-    records: Vec<Option<MegaflowRecord>>,
+    /// By id. Written in full when the tables are made (on huge pages when there are some):
+    /// an install then writes memory that is already mapped (fresh pages, faulted in one by
+    /// one as a miss storm installs, had cost the control core a quarter of its time).
+    records: HugeSlice<Option<MegaflowRecord>>,
     /// Per PMD, by id: the (packets, bytes) of its counters already credited. Dense arrays
     /// rather than record fields, so housekeeping streams through them and touches a record
     /// only when its megaflow had traffic.
-    seen: Vec<Vec<[u64; 2]>>,
+    seen: Vec<HugeSlice<[u64; 2]>>,
     /// By id: the last time any PMD (or the install) used the megaflow, TSC.
-    used: Vec<u64>,
+    used: HugeSlice<u64>,
     /// Ids of the installed megaflows, densely (so walks cost what is installed, not the table's
     /// capacity), and each id's position in it.
     live: Vec<u32>,
@@ -112,10 +114,9 @@ impl TablesWriter {
             tables,
             cache,
             megaflows,
-            records: Vec::new(),
-            // Zeroed allocations: the OS maps their pages on first use.
-            seen: (0..readers).map(|_| vec![[0; 2]; max_megaflows.max(1)]).collect(),
-            used: vec![0; max_megaflows.max(1)],
+            records: HugeSlice::new(max_megaflows.max(1), |_| None),
+            seen: (0..readers).map(|_| HugeSlice::new(max_megaflows.max(1), |_| [0; 2])).collect(),
+            used: HugeSlice::new(max_megaflows.max(1), |_| 0),
             live: Vec::new(),
             live_pos: vec![u32::MAX; max_megaflows.max(1)],
             free_ids: (0..max_megaflows.max(1) as u32).rev().collect(),
@@ -181,6 +182,14 @@ impl TablesWriter {
             let (m, h) = Self::tagged(key, &st.mask, st.tag);
             self.megaflows.get(&m, h).map(MegaflowRef::unpack).filter(|r| self.tables.is_current(*r))
         })
+    }
+
+    /// The installed megaflow with exactly `mask` whose masked key is `key`'s, if any: one probe,
+    /// in that mask's subtable.
+    pub fn lookup_exact(&self, key: &FlowKey, mask: &FlowKey) -> Option<MegaflowRef> {
+        let st = self.ranked.iter().filter_map(|&i| self.subtables[i].as_ref()).find(|s| s.mask == *mask)?;
+        let (m, h) = Self::tagged(key, &st.mask, st.tag);
+        self.megaflows.get(&m, h).map(MegaflowRef::unpack).filter(|r| self.tables.is_current(*r))
     }
 
     /// Returns retired ids and subtable slots whose readers have all moved on.
@@ -253,16 +262,18 @@ impl TablesWriter {
     }
 
     /// Installs a megaflow: packets whose key agrees with `key` on the bits of `mask` get
-    /// `actions`. Returns its reference.
+    /// `translation`. Returns its reference. An installed megaflow with the same masked key and
+    /// mask would be replaced in the table but keep its slot: check with
+    /// [`lookup_exact`](Self::lookup_exact) first.
     pub fn install(
         &mut self,
         key: &FlowKey,
         mask: &FlowKey,
-        translation: &Translation,
+        translation: Translation,
         rules: Vec<Arc<Rule>>,
     ) -> Result<MegaflowRef, InstallError> {
         self.words.clear();
-        encode_translation(translation, &mut self.words);
+        encode_translation(&translation, &mut self.words);
         if self.words.len() > ACTION_WORDS {
             return Err(InstallError::TooManyActions);
         }
@@ -294,17 +305,8 @@ impl TablesWriter {
             self.seen[pmd][i] = self.pmd_counters(pmd, id);
         }
         self.used[i] = crate::dpdk::rdtsc();
-        if self.records.len() <= i {
-            self.records.resize_with(i + 1, || None);
-        }
-        self.records[i] = Some(MegaflowRecord {
-            handle,
-            key: key.masked(mask),
-            mask: *mask,
-            translation: translation.clone(),
-            rules,
-            subtable: st,
-        });
+        self.records[i] =
+            Some(MegaflowRecord { handle, key: key.masked(mask), mask: *mask, translation, rules, subtable: st });
         self.live_pos[id as usize] = self.live.len() as u32;
         self.live.push(id);
         let rec = self.subtables[st].as_mut().expect("exists");
