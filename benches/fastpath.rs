@@ -116,7 +116,7 @@ fn cache_key(i: usize) -> FlowKey {
 /// catch-all megaflow; returns the writer (which owns the tables) and the keys.
 fn filled_cache(n: usize) -> (TablesWriter, Vec<FlowKey>) {
     let mut w = TablesWriter::new(n, 1, 1);
-    let mf = w.install(&FlowKey::ZERO, &FlowKey::ZERO, output(1), vec![]).unwrap();
+    let mf = w.install(&FlowKey::ZERO, &FlowKey::ZERO, output(1), Default::default()).unwrap();
     let keys: Vec<FlowKey> = (0..n).map(cache_key).collect();
     for k in &keys {
         w.cache_insert(k, hash_key(k), mf);
@@ -229,7 +229,7 @@ fn filled_megaflows(n: usize, masks: usize) -> (TablesWriter, Vec<FlowKey>) {
     let mut keys = Vec::with_capacity(n);
     for i in 0..n {
         let (s, v) = (i % masks, i / masks);
-        w.install(&megaflow_key(s, v, 0), &megaflow_mask(s), actions.clone(), vec![]).unwrap();
+        w.install(&megaflow_key(s, v, 0), &megaflow_mask(s), actions.clone(), Default::default()).unwrap();
         keys.push(megaflow_key(s, v, rng.next()));
     }
     assert_eq!((w.megaflow_count(), w.subtable_count()), (n, masks));

@@ -503,7 +503,7 @@ fn dropped_masks_free_their_subtable_slots() {
     let mut out = Translation::default();
     out.actions.push(DpAction::Output(PortIdx(1)));
     for round in 0..2 * MAX_SUBTABLES {
-        let mf = w.install(&key, &mask, out.clone(), vec![]).unwrap_or_else(|e| {
+        let mf = w.install(&key, &mask, out.clone(), Default::default()).unwrap_or_else(|e| {
             panic!("install {round} after as many removals: {e} (masks in use: {})", w.subtable_count())
         });
         w.remove(mf.id);

@@ -98,8 +98,13 @@ pub struct CuckooMap {
     bucket_mask: usize,
     entries: HugeSlice<Entry>,
     /// How many keys, as the writer last published it (a hint for readers' strategy).
-    len_hint: AtomicU64,
+    len_hint: LenHint,
 }
+
+/// On a cache line of its own: the fields before it are read by every lookup, and a store by
+/// the writer next to them would take that line from every reader core.
+#[repr(align(64))]
+struct LenHint(AtomicU64);
 
 /// Word pairs a key hash folds (the last pair's second word is past the key: zero).
 pub const HASH_PAIRS: usize = KEY_WORDS.div_ceil(2);
@@ -165,7 +170,7 @@ impl CuckooMap {
                 key: std::array::from_fn(|_| AtomicU64::new(0)),
                 value: AtomicU64::new(0),
             }),
-            len_hint: AtomicU64::new(0),
+            len_hint: LenHint(AtomicU64::new(0)),
         }
     }
 
@@ -187,7 +192,7 @@ impl CuckooMap {
     /// About how many keys the map holds (what the writer last published).
     #[inline]
     pub fn len_hint(&self) -> usize {
-        self.len_hint.load(Ordering::Relaxed) as usize
+        self.len_hint.0.load(Ordering::Relaxed) as usize
     }
 
     /// Hints the CPU to load the buckets `hash` may live in (do it for a whole batch first).
@@ -302,6 +307,8 @@ pub struct CuckooWriter {
     /// Removed entries waiting for readers to pass: (epoch, index).
     retired: VecDeque<(u64, u32)>,
     len: usize,
+    /// The `len` readers last saw in the hint.
+    published_len: usize,
 }
 
 impl CuckooWriter {
@@ -310,7 +317,7 @@ impl CuckooWriter {
         assert!(capacity < u32::MAX as usize, "capacity must fit 32-bit indices");
         let map = Arc::new(CuckooMap::new(capacity));
         let free = (1..=capacity as u32).rev().collect();
-        Self { map, qsbr, free, retired: VecDeque::new(), len: 0 }
+        Self { map, qsbr, free, retired: VecDeque::new(), len: 0, published_len: 0 }
     }
 
     /// The read side, to share with readers.
@@ -399,7 +406,7 @@ impl CuckooWriter {
         // Publishing the slot (Release) makes the entry's words visible to whoever loads it.
         self.write_slot(bucket, slot_no, slot(sig, index));
         self.len += 1;
-        self.map.len_hint.store(self.len as u64, Ordering::Relaxed);
+        self.publish_len();
         Ok(())
     }
 
@@ -412,11 +419,22 @@ impl CuckooWriter {
         Some(value)
     }
 
+    /// Updates the readers' length hint when the length moved by a sixteenth (always while the
+    /// map is small): a store per insert would take the hint's line from the readers a million
+    /// times a second in a miss storm, for a hint that only chooses a lookup strategy.
+    fn publish_len(&mut self) {
+        let shown = self.published_len;
+        if self.len < 1024 || self.len.abs_diff(shown) * 16 >= shown {
+            self.map.len_hint.0.store(self.len as u64, Ordering::Relaxed);
+            self.published_len = self.len;
+        }
+    }
+
     fn retire(&mut self, index: u32) {
         let epoch = self.qsbr.advance();
         self.retired.push_back((epoch, index));
         self.len -= 1;
-        self.map.len_hint.store(self.len as u64, Ordering::Relaxed);
+        self.publish_len();
     }
 
     /// Removes one entry from `key`'s first bucket (to make room in a cache); returns its key.

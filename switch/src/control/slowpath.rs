@@ -8,14 +8,12 @@
 //!
 //! No DPDK here: decisions only (the caller moves the packets), so it is tested without EAL.
 
-use std::sync::Arc;
-
 use ferrovs_config::flow::{FlowKey, KEY_WORDS};
 use rustc_hash::FxHashMap;
 
 use crate::fastpath::{InstallError, MegaflowRef, TablesWriter};
 use crate::l2::{MacKey, MacTable};
-use crate::ofproto::{Credit, MacAccess, MacDeps, Ofproto, Rule, Translation, XlateOptions, translate};
+use crate::ofproto::{Credit, MacAccess, MacDeps, Ofproto, RuleList, Translation, XlateOptions, translate};
 
 /// Seconds a megaflow may go unused before it is removed (as Open vSwitch's `max-idle`).
 pub const MEGAFLOW_IDLE_SECS: u64 = 10;
@@ -62,7 +60,7 @@ pub struct Decision {
     mask: FlowKey,
     /// What to do with the packet.
     pub translation: Translation,
-    rules: Vec<Arc<Rule>>,
+    rules: RuleList,
     existing: Option<MegaflowRef>,
 }
 
@@ -162,12 +160,12 @@ impl SlowPath {
                 hash,
                 mask: rec.mask,
                 translation: rec.translation.clone(),
-                rules: Vec::new(),
+                rules: RuleList::new(),
                 existing: Some(existing),
             };
         }
         let mut mask = FlowKey::ZERO;
-        let mut rules = Vec::new();
+        let mut rules = RuleList::new();
         let mut translation = Translation::default();
         let opts = XlateOptions {
             credit: Some(Credit { slot: self.control_slot, bytes, tsc: now_tsc }),

@@ -42,9 +42,9 @@ fn actions_of(t: &FlowTables, r: MegaflowRef) -> Vec<DpAction> {
 #[test]
 fn megaflows_match_by_mask_and_rank_by_size() {
     let mut w = TablesWriter::new(64, 64, 1);
-    let wide = w.install(&key(1, 0x0a00_0000, 0), &mask(8), out(2), vec![]).unwrap();
-    let narrow = w.install(&key(1, 0x0b01_0000, 0), &mask(16), out(3), vec![]).unwrap();
-    w.install(&key(1, 0x0b02_0000, 0), &mask(16), out(3), vec![]).unwrap();
+    let wide = w.install(&key(1, 0x0a00_0000, 0), &mask(8), out(2), Default::default()).unwrap();
+    let narrow = w.install(&key(1, 0x0b01_0000, 0), &mask(16), out(3), Default::default()).unwrap();
+    w.install(&key(1, 0x0b02_0000, 0), &mask(16), out(3), Default::default()).unwrap();
     assert_eq!((w.megaflow_count(), w.subtable_count()), (3, 2));
     let t = Arc::clone(w.tables());
     let mut view = SubtableView::default();
@@ -66,7 +66,7 @@ fn removal_makes_cache_entries_stale_and_ids_come_back_after_a_grace_period() {
     t.qsbr().online(0);
     let k = key(1, 0x0a00_0001, 80);
     let h = hash_key(&k);
-    let mf = w.install(&k, &mask(32), out(2), vec![]).unwrap();
+    let mf = w.install(&k, &mask(32), out(2), Default::default()).unwrap();
     w.cache_insert(&k, h, mf);
     assert_eq!(t.cache_lookup(&k, h), Some(mf));
     w.remove(mf.id).unwrap();
@@ -75,12 +75,12 @@ fn removal_makes_cache_entries_stale_and_ids_come_back_after_a_grace_period() {
     t.refresh(&mut view);
     assert_eq!(t.megaflow_lookup(&view, &k), None);
     assert_eq!(
-        w.install(&k, &mask(32), out(3), vec![]),
+        w.install(&k, &mask(32), out(3), Default::default()),
         Err(InstallError::TableFull),
         "the only id is still retired: the PMD has not quiesced"
     );
     t.qsbr().quiesce(0);
-    let again = w.install(&k, &mask(32), out(3), vec![]).unwrap();
+    let again = w.install(&k, &mask(32), out(3), Default::default()).unwrap();
     assert_eq!(again.id, mf.id);
     assert_ne!(again.generation, mf.generation);
     assert_eq!(t.cache_lookup(&k, h), None, "the old cache entry does not point at the new megaflow");
@@ -90,7 +90,7 @@ fn removal_makes_cache_entries_stale_and_ids_come_back_after_a_grace_period() {
 #[test]
 fn counters_are_taken_as_deltas_per_megaflow() {
     let mut w = TablesWriter::new(8, 1, 2);
-    let mf = w.install(&key(1, 1, 1), &mask(32), out(2), vec![]).unwrap();
+    let mf = w.install(&key(1, 1, 1), &mask(32), out(2), Default::default()).unwrap();
     let t = Arc::clone(w.tables());
     t.credit(0, mf.id, 3, 180, 10);
     t.credit(1, mf.id, 1, 60, 20);
@@ -101,7 +101,7 @@ fn counters_are_taken_as_deltas_per_megaflow() {
     // A reused id does not inherit the old counters.
     w.remove(mf.id);
     w.synchronize();
-    let mf2 = w.install(&key(1, 2, 1), &mask(32), out(2), vec![]).unwrap();
+    let mf2 = w.install(&key(1, 2, 1), &mask(32), out(2), Default::default()).unwrap();
     assert_eq!(mf2.id, mf.id);
     assert_eq!(w.take_counts(mf2.id), (0, 0));
 }
@@ -111,7 +111,7 @@ fn too_long_action_lists_are_refused() {
     let mut w = TablesWriter::new(8, 8, 1);
     let mut many = Translation::default();
     many.actions.extend((0..ACTION_WORDS as u16 + 1).map(|p| DpAction::Output(PortIdx(p))));
-    assert_eq!(w.install(&key(1, 1, 1), &mask(32), many, vec![]), Err(InstallError::TooManyActions));
+    assert_eq!(w.install(&key(1, 1, 1), &mask(32), many, Default::default()), Err(InstallError::TooManyActions));
     assert_eq!(w.subtable_count(), 0);
 }
 

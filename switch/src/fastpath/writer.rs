@@ -12,7 +12,7 @@ use super::{
 };
 use crate::cache::{CuckooWriter, Full, hash_key};
 use crate::dpdk::HugeSlice;
-use crate::ofproto::{Rule, Translation};
+use crate::ofproto::{RuleList, Translation};
 use crate::sync::qsbr::Qsbr;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -42,7 +42,7 @@ pub struct MegaflowRecord {
     /// What it does (datapath actions, or why it drops).
     pub translation: Translation,
     /// The OpenFlow rules its translation went through (they are credited its packets).
-    pub rules: Vec<Arc<Rule>>,
+    pub rules: RuleList,
     subtable: usize,
 }
 
@@ -270,7 +270,7 @@ impl TablesWriter {
         key: &FlowKey,
         mask: &FlowKey,
         translation: Translation,
-        rules: Vec<Arc<Rule>>,
+        rules: RuleList,
     ) -> Result<MegaflowRef, InstallError> {
         self.words.clear();
         encode_translation(&translation, &mut self.words);

@@ -19,7 +19,8 @@ use rustc_hash::FxHashMap;
 pub use apply::apply_to_bytes;
 pub use rule::{OfAction, Rule, RuleStats};
 pub use xlate::{
-    Credit, DpAction, MAX_DP_ACTIONS, MacAccess, MacDeps, Translation, XlateOptions, display_dp, translate,
+    Credit, DpAction, DpActions, MAX_DP_ACTIONS, MacAccess, MacDeps, RuleList, Translation, XlateOptions, display_dp,
+    translate,
 };
 
 use crate::classifier::Classifier;

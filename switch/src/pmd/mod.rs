@@ -14,6 +14,7 @@ pub mod exec;
 mod group;
 mod hold;
 mod inflight;
+mod share;
 mod tx;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use backoff::MissBackoff;
 use group::Groups;
 use hold::{Held, Hold};
 use inflight::InFlight;
+use share::CycleShare;
 
 /// Loop passes between two housekeeping steps (publish counters, check for stop).
 const HOUSEKEEPING_EVERY: u64 = 64;
@@ -75,6 +77,8 @@ pub struct Pmd {
     rxqs: Vec<PolledRxq>,
     /// Per receive queue: whether it waits for room at the control core before it is polled.
     backoff: Vec<MissBackoff>,
+    /// Per receive queue: its share of the PMD's cycles.
+    shares: Vec<CycleShare>,
     tx: Vec<TxBuffer>,
     tables: Arc<FlowTables>,
     view: SubtableView,
@@ -204,6 +208,7 @@ impl Pmd {
         Self {
             id,
             backoff: vec![MissBackoff::default(); rxqs.len()],
+            shares: vec![CycleShare::default(); rxqs.len()],
             rxqs,
             tx,
             tables,
@@ -238,23 +243,23 @@ impl Pmd {
             self.tables.refresh(&mut self.view);
             let mut received = 0;
             for q in 0..self.rxqs.len() {
-                // Room for a burst, or for all the rate limit ever grants at once.
-                let wanted = self.burst_size.min(self.limiter.capacity());
-                if !self.backoff[q].poll_now(|| self.upcall_room(), wanted) {
-                    self.counters.rxq_skips += 1;
-                    continue;
+                self.shares[q].earn();
+                // Bursts while the queue has cycles left this pass and packets waiting.
+                loop {
+                    // Room for a burst, or for all the rate limit ever grants at once.
+                    let wanted = self.burst_size.min(self.limiter.capacity());
+                    if !self.shares[q].may_poll() || !self.backoff[q].poll_now(|| self.upcall_room(), wanted) {
+                        self.counters.rxq_skips += 1;
+                        break;
+                    }
+                    let started = rdtsc();
+                    let n = self.poll_queue(q);
+                    self.shares[q].pay(rdtsc() - started);
+                    received += n;
+                    if n < self.burst_size {
+                        break;
+                    }
                 }
-                let mut burst = Burst::new();
-                let n = self.rxqs[q].queue.recv(&mut burst, self.burst_size);
-                if n == 0 {
-                    continue;
-                }
-                received += n;
-                let (port, ofport) = (self.rxqs[q].port, self.rxqs[q].ofport);
-                let shed_before = self.shed();
-                self.process(&mut burst, port, ofport);
-                let shed = (self.shed() - shed_before) as usize;
-                self.backoff[q].after_burst(n, shed);
             }
             if received == 0 && !self.held.is_empty() {
                 self.release_held_now(self.queues.handled.load(Ordering::Acquire));
@@ -286,6 +291,22 @@ impl Pmd {
         qsbr.offline(self.id);
         self.shared.counters.publish(&self.counters);
         self.counters
+    }
+
+    /// Receives a burst from receive queue `q` and forwards it; returns its size.
+    #[inline]
+    fn poll_queue(&mut self, q: usize) -> usize {
+        let mut burst = Burst::new();
+        let n = self.rxqs[q].queue.recv(&mut burst, self.burst_size);
+        if n == 0 {
+            return 0;
+        }
+        let (port, ofport) = (self.rxqs[q].port, self.rxqs[q].ofport);
+        let shed_before = self.shed();
+        self.process(&mut burst, port, ofport);
+        let shed = (self.shed() - shed_before) as usize;
+        self.backoff[q].after_burst(n, shed);
+        n
     }
 
     /// How many more misses the control core would take now: free upcall queue slots, and the
@@ -344,7 +365,23 @@ impl Pmd {
             // One megaflow mask (say, rules on in_port only) and more flows than the CPU caches
             // hold: a megaflow probe hashes a word or two and touches no per-flow state, so it
             // beats the exact cache; skip that tier.
-            tables.megaflow_lookup_batch_in(only, &s.keys[..n], &mut s.masked[..n], &mut s.found[..n]);
+            // Back-to-back packets of one flow are looked up once per run, as in the tiers.
+            let mut run_of = [0u8; MAX_BURST];
+            let mut runs = 0;
+            for i in 0..n {
+                if i > 0 && s.keys[i] == s.keys[i - 1] {
+                    run_of[i] = run_of[i - 1];
+                    continue;
+                }
+                s.run_keys[runs] = s.keys[i];
+                run_of[i] = runs as u8;
+                runs += 1;
+            }
+            let mut run_found = [None; MAX_BURST];
+            tables.megaflow_lookup_batch_in(only, &s.run_keys[..runs], &mut s.masked[..runs], &mut run_found[..runs]);
+            for (f, &r) in s.found[..n].iter_mut().zip(&run_of[..n]) {
+                *f = run_found[usize::from(r)];
+            }
             // Key hashes are computed later for the few packets that need one (0: not yet).
             for (h, pkt) in s.hashes.iter_mut().zip(burst.as_slice()) {
                 *h = pkt.rss_hash().map_or(0, |rss| rss_flow_hash(rss, in_ofport));
@@ -468,6 +505,10 @@ impl Pmd {
             let (mf, members) = groups.get(g);
             let a = MegaflowActions::fetch(tables, mf, &mut words);
             let (mut packets, mut bytes) = (0u64, 0u64);
+            // A member found with nothing in flight: later members of its flow have nothing
+            // either (no member of this group is upcalled, and holding another flow's packet
+            // puts only that flow in flight).
+            let mut clear: Option<usize> = None;
             for &j in members {
                 let j = usize::from(j);
                 let Some(pkt) = s.pkts[j].take() else { continue };
@@ -477,7 +518,7 @@ impl Pmd {
                     up.send(counters, pkt, port, &s.keys[j], s.layouts[j], hash, now, dropped);
                     continue;
                 }
-                if backlog && a.drop.is_none() {
+                if backlog && a.drop.is_none() && clear.is_none_or(|c| s.keys[c] != s.keys[j]) {
                     let hash = s.hash_of(j);
                     if let Some(release) = up.wait_for(hash) {
                         let (key, layout) = (s.keys[j], s.layouts[j]);
@@ -491,6 +532,7 @@ impl Pmd {
                         }
                         continue;
                     }
+                    clear = Some(j);
                 }
                 packets += 1;
                 bytes += pkt.len() as u64;

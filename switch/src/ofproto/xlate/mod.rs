@@ -37,6 +37,11 @@ use crate::stats::DropReason;
 
 /// Most datapath actions one translation may produce.
 pub const MAX_DP_ACTIONS: usize = 64;
+
+/// A translation's actions: most have one or two.
+pub type DpActions = smallvec::SmallVec<[DpAction; 2]>;
+/// The rules a translation went through: most go through one or two.
+pub type RuleList = smallvec::SmallVec<[std::sync::Arc<Rule>; 2]>;
 /// Deepest `resubmit`/`goto_table` nesting (as Open vSwitch).
 pub const MAX_DEPTH: usize = 64;
 /// Most `resubmit`/`goto_table` steps in one translation (as Open vSwitch).
@@ -72,11 +77,11 @@ impl DpAction {
 /// Datapath actions for one flow.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Translation {
-    /// What to do, in order (at most [`MAX_DP_ACTIONS`]). On the heap, not inline: a translation
-    /// is moved through the control core's batch and kept in each megaflow's record, where an
-    /// inline array of the most actions (2.5 KB) was most of the control core's copying and most
-    /// of a record's size.
-    pub actions: Vec<DpAction>,
+    /// What to do, in order (at most [`MAX_DP_ACTIONS`]). The first few inline, the rest on
+    /// the heap: a translation is moved through the control core's batch and kept in each
+    /// megaflow's record, where an inline array of the most actions (2.5 KB) was most of the
+    /// control core's copying, and an allocation per upcall most of the rest.
+    pub actions: DpActions,
     /// Why the packet goes nowhere, when `actions` has no output.
     pub drop: Option<DropReason>,
     /// The MAC table entries NORMAL read or learned.
@@ -134,7 +139,7 @@ pub struct XlateOptions<'a> {
     /// Names for ports in the trace.
     pub names: Option<&'a dyn PortMap>,
     /// Collect every rule hit (to credit a megaflow's packets to them later).
-    pub rules: Option<&'a mut Vec<std::sync::Arc<Rule>>>,
+    pub rules: Option<&'a mut RuleList>,
     /// The MAC table for NORMAL (without one, NORMAL floods and learns nothing).
     pub macs: Option<MacAccess<'a>>,
 }
