@@ -9,7 +9,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::virtio::{self, Ferrovs, Guest, GuestCounts, GuestSpec, Role, Run, VhostPortSpec};
+use common::virtio::{self, Ferrovs, Guest, GuestCounts, GuestSpec, Role, Run, TIMEOUT, VhostPortSpec, wait_until};
 use common::{Switch, traffic};
 
 /// Packets ferrovs must have sent to the receiving guest (received, where everything is dropped)
@@ -102,17 +102,23 @@ fn forward(mode: &'static str, rules: &[&str]) -> (GuestCounts, GuestCounts, Run
 }
 
 /// Stops the receiving guest (on vm1) once ferrovs has sent vm1 nothing for a whole counting
-/// period, so the guest has taken everything from its ring: after the sender stops, a PMD
-/// still retries what the full ring refused, and testpmd counts only what it took.
+/// period (after the sender stops, a PMD still retries what the full ring refused) and the
+/// guest's own statistics show it took all of that from its ring: testpmd counts only what it
+/// took, and a guest sharing its CPU with the sender may still be draining. (If it never shows
+/// that much, it is stopped after a timeout and the caller's count check says by how much.)
 fn stop_receiver(sw: &mut Ferrovs, receiver: Guest) -> GuestCounts {
     let mut last = ok(sw.fresh_port_counts("vm1")).1;
     loop {
         let now = ok(sw.fresh_port_counts("vm1")).1;
         if now == last {
-            return ok(receiver.stop());
+            break;
         }
         last = now;
     }
+    let _ = wait_until("the receiver to take what ferrovs sent it", TIMEOUT, || {
+        receiver.printed_rx_packets().is_some_and(|n| n >= last)
+    });
+    ok(receiver.stop())
 }
 
 /// Both PMDs received some of the traffic.
@@ -310,10 +316,11 @@ fn a_guest_enabling_fewer_queue_pairs_gets_what_every_pmd_sends() {
     let run = ok(sw.stop());
     assert_delivered(&a, &b, &run);
     assert_every_pmd_received(&run);
-    // Without the remapping PMD 1's half is lost (measured: 42 % delivered); with it only what
-    // the receiver's one ring cannot take (it shares a CPU with the sender: 86 % delivered).
-    let (rx, tx) = (run.port_stat("vm0", "rx_packets"), run.port_stat("vm1", "tx_packets"));
-    assert!(tx * 3 >= rx * 2, "vm1 got {tx} of the {rx} packets\n{}", run.log);
+    // Without the remapping PMD 1 sends vm1 nothing (its transmit queue is disabled); with it,
+    // each PMD sends what the receiver's one ring takes (how much depends on how the receiver
+    // and the sender share their CPU: 86 % of it on a quiet machine, 10 % on a busy one).
+    let (rx, tx) = (run.pmd_rx(), run.pmd_tx());
+    assert!(tx.iter().zip(&rx).all(|(&t, &r)| t * 50 >= r), "per PMD: sent {tx:?} of {rx:?} to vm1\n{}", run.log);
 }
 
 #[test]

@@ -184,6 +184,11 @@ impl Guest {
         if self.process.running() { Ok(()) } else { Err(format!("guest exited\n{}", self.log())) }
     }
 
+    /// Packets its (first) port had received as of its last per-second statistics.
+    pub fn printed_rx_packets(&self) -> Option<u64> {
+        last_port_stats(&self.process.stdout(), "RX-packets:", "RX-missed:").map(|(packets, _)| packets)
+    }
+
     /// Kills it (SIGKILL), as a crash would: its socket file stays.
     pub fn kill(mut self) {
         let _ = self.process.signal_and_wait("-KILL", TIMEOUT);
@@ -420,8 +425,17 @@ impl Run {
 
     /// Packets each PMD received.
     pub fn pmd_rx(&self) -> Vec<u64> {
+        self.pmd_counter("rx_packets")
+    }
+
+    /// Packets each PMD transmitted.
+    pub fn pmd_tx(&self) -> Vec<u64> {
+        self.pmd_counter("tx_packets")
+    }
+
+    fn pmd_counter(&self, name: &str) -> Vec<u64> {
         let pmds = self.stats["pmds"].as_array().expect("pmds");
-        pmds.iter().map(|p| p["counters"]["rx_packets"].as_u64().expect("rx_packets")).collect()
+        pmds.iter().map(|p| p["counters"][name].as_u64().unwrap_or_else(|| panic!("no {name}"))).collect()
     }
 
     /// Every packet received was forwarded or dropped, what the PMDs and the ports counted
