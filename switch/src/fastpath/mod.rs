@@ -272,7 +272,8 @@ impl FlowTables {
 
     /// Tier 2 for a batch in one subtable: `found[i]` is the megaflow of `keys[i]` in `st`, if
     /// any. `scratch` holds the masked keys (as many as `keys`): all are masked and hashed, their
-    /// buckets prefetched, then looked up together, so the loads overlap.
+    /// buckets prefetched, then looked up together, so the loads overlap. Consecutive keys with
+    /// the same masked key (flows of one wide megaflow, arriving together) are looked up once.
     #[inline]
     pub fn megaflow_lookup_batch_in(
         &self,
@@ -283,14 +284,32 @@ impl FlowTables {
     ) {
         let n = keys.len().min(scratch.len()).min(found.len()).min(64);
         let mut hashes = [0u64; 64];
+        // `scratch[..distinct]` holds the distinct masked keys; `of[i]` is key i's among them.
+        let mut of = [0u8; 64];
+        let mut distinct = 0;
         for i in 0..n {
-            let h = st.mask_into(&keys[i], &mut scratch[i]);
-            hashes[i] = h;
+            // A run of one flow: not even masked again.
+            if i > 0 && keys[i] == keys[i - 1] {
+                of[i] = of[i - 1];
+                continue;
+            }
+            let h = st.mask_into(&keys[i], &mut scratch[distinct]);
+            if distinct > 0 && hashes[distinct - 1] == h && scratch[distinct - 1] == scratch[distinct] {
+                of[i] = (distinct - 1) as u8;
+                continue;
+            }
+            hashes[distinct] = h;
             self.megaflows.prefetch(h);
+            of[i] = distinct as u8;
+            distinct += 1;
         }
         let mut raw = [None; 64];
-        self.megaflows.get_batch(&scratch[..n], &hashes[..n], &mut raw[..n]);
-        self.current_refs(&raw[..n], found);
+        self.megaflows.get_batch(&scratch[..distinct], &hashes[..distinct], &mut raw[..distinct]);
+        let mut distinct_found = [None; 64];
+        self.current_refs(&raw[..distinct], &mut distinct_found[..distinct]);
+        for (f, &d) in found[..n].iter_mut().zip(&of[..n]) {
+            *f = distinct_found[usize::from(d)];
+        }
     }
 
     /// Tier 2: the megaflow for `key`, probing the subtables of `view` in order.

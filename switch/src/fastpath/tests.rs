@@ -150,3 +150,34 @@ fn mask_into_overwrites_every_word_and_agrees_with_masked() {
     let h = st.mask_into(&k, &mut out);
     assert_eq!((out, h), st.masked(&k));
 }
+
+proptest::proptest! {
+    /// A batch in one subtable finds, for every key, what a lookup of that key alone finds,
+    /// whatever runs of keys share a masked key (they are looked up once).
+    #[test]
+    fn a_batch_finds_what_single_lookups_find(
+        picks in proptest::collection::vec((0u32..6, 0u16..3), 1..64),
+    ) {
+        let mut w = TablesWriter::new(64, 64, 1);
+        // Megaflows for /8 prefixes 10, 11 and 12 on port 1: keys under 13..15 or port 2 miss.
+        for net in 10..13u32 {
+            w.install(&key(1, net << 24, 0), &mask(8), out(net as u16), Default::default()).unwrap();
+        }
+        let t = Arc::clone(w.tables());
+        let mut view = SubtableView::default();
+        t.refresh(&mut view);
+        let st = &view.list[0];
+        // Runs of equal masked keys with different exact keys (the tp_dst differs).
+        let keys: Vec<FlowKey> = picks
+            .iter()
+            .enumerate()
+            .map(|(i, &(net, port))| key(1 + port / 2, (10 + net) << 24 | i as u32, i as u16))
+            .collect();
+        let mut scratch = vec![FlowKey::ZERO; keys.len()];
+        let mut found = vec![None; keys.len()];
+        t.megaflow_lookup_batch_in(st, &keys, &mut scratch, &mut found);
+        for (k, f) in keys.iter().zip(&found) {
+            proptest::prop_assert_eq!(*f, t.megaflow_lookup_in(st, k));
+        }
+    }
+}

@@ -79,6 +79,8 @@ pub struct Pmd {
     backoff: Vec<MissBackoff>,
     /// Per receive queue: its share of the PMD's cycles.
     shares: Vec<CycleShare>,
+    /// Per receive queue: whether it had packets when last polled.
+    had_packets: Vec<bool>,
     tx: Vec<TxBuffer>,
     tables: Arc<FlowTables>,
     view: SubtableView,
@@ -209,6 +211,7 @@ impl Pmd {
             id,
             backoff: vec![MissBackoff::default(); rxqs.len()],
             shares: vec![CycleShare::default(); rxqs.len()],
+            had_packets: vec![false; rxqs.len()],
             rxqs,
             tx,
             tables,
@@ -242,23 +245,39 @@ impl Pmd {
             qsbr.quiesce(self.id);
             self.tables.refresh(&mut self.view);
             let mut received = 0;
+            // Cycles are shared out only while queues compete for them (two or more had packets
+            // when last polled); otherwise a burst a queue a pass, without the clock reads.
+            let contended = self.had_packets.iter().filter(|&&h| h).count() > 1;
             for q in 0..self.rxqs.len() {
                 self.shares[q].earn();
+                let mut got = 0;
+                let mut polled = false;
                 // Bursts while the queue has cycles left this pass and packets waiting.
                 loop {
                     // Room for a burst, or for all the rate limit ever grants at once.
                     let wanted = self.burst_size.min(self.limiter.capacity());
-                    if !self.shares[q].may_poll() || !self.backoff[q].poll_now(|| self.upcall_room(), wanted) {
+                    if (contended && !self.shares[q].may_poll())
+                        || !self.backoff[q].poll_now(|| self.upcall_room(), wanted)
+                    {
                         self.counters.rxq_skips += 1;
+                        break;
+                    }
+                    polled = true;
+                    if !contended {
+                        got = self.poll_queue(q);
                         break;
                     }
                     let started = rdtsc();
                     let n = self.poll_queue(q);
                     self.shares[q].pay(rdtsc() - started);
-                    received += n;
+                    got += n;
                     if n < self.burst_size {
                         break;
                     }
+                }
+                received += got;
+                if polled {
+                    self.had_packets[q] = got > 0;
                 }
             }
             if received == 0 && !self.held.is_empty() {
@@ -294,7 +313,7 @@ impl Pmd {
     }
 
     /// Receives a burst from receive queue `q` and forwards it; returns its size.
-    #[inline]
+    #[inline(always)]
     fn poll_queue(&mut self, q: usize) -> usize {
         let mut burst = Burst::new();
         let n = self.rxqs[q].queue.recv(&mut burst, self.burst_size);
@@ -365,23 +384,9 @@ impl Pmd {
             // One megaflow mask (say, rules on in_port only) and more flows than the CPU caches
             // hold: a megaflow probe hashes a word or two and touches no per-flow state, so it
             // beats the exact cache; skip that tier.
-            // Back-to-back packets of one flow are looked up once per run, as in the tiers.
-            let mut run_of = [0u8; MAX_BURST];
-            let mut runs = 0;
-            for i in 0..n {
-                if i > 0 && s.keys[i] == s.keys[i - 1] {
-                    run_of[i] = run_of[i - 1];
-                    continue;
-                }
-                s.run_keys[runs] = s.keys[i];
-                run_of[i] = runs as u8;
-                runs += 1;
-            }
-            let mut run_found = [None; MAX_BURST];
-            tables.megaflow_lookup_batch_in(only, &s.run_keys[..runs], &mut s.masked[..runs], &mut run_found[..runs]);
-            for (f, &r) in s.found[..n].iter_mut().zip(&run_of[..n]) {
-                *f = run_found[usize::from(r)];
-            }
+            // Back-to-back packets with one masked key (runs of one flow, or flows of one wide
+            // megaflow) are looked up once.
+            tables.megaflow_lookup_batch_in(only, &s.keys[..n], &mut s.masked[..n], &mut s.found[..n]);
             // Key hashes are computed later for the few packets that need one (0: not yet).
             for (h, pkt) in s.hashes.iter_mut().zip(burst.as_slice()) {
                 *h = pkt.rss_hash().map_or(0, |rss| rss_flow_hash(rss, in_ofport));
