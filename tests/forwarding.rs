@@ -188,11 +188,11 @@ fn runs_of_one_flow_within_a_burst_keep_their_own_decision() {
             "ip,nw_dst=10.0.0.3,actions=output:p3",
         ])
         .run_with_window(3.0, 1.5);
-    let (log, window) = (&out.log, &out.stats["window"]);
-    let port = |i: usize, key: &str| window["ports"][i][key].as_u64().unwrap();
+    let log = &out.log;
+    let port = |i: usize, key: &str| out.window_port(i, key);
     let rx = port(0, "rx_packets");
     assert!(rx > 100_000, "too little traffic\n{log}");
-    let hits: u64 = window["pmds"].as_array().unwrap().iter().map(|p| p["cache_hits"].as_u64().unwrap()).sum();
+    let hits = out.window_total("cache_hits");
     assert!(hits * 10 > rx * 9, "{hits} cache hits of {rx} packets\n{log}");
     for (i, dst) in [1u16, 2, 3].iter().enumerate() {
         let share = pattern.iter().filter(|&&d| d == *dst).count() as u64;

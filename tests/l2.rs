@@ -158,10 +158,9 @@ fn a_thousand_learned_macs_are_forwarded_from_the_fast_path_alone() {
         .run_with_window(5.0, 3.0);
     let log = &out.log;
     let window = &out.stats["window"];
-    let upcalls: u64 = window["pmds"].as_array().unwrap().iter().map(|p| p["upcalls"].as_u64().unwrap()).sum();
-    assert_eq!(upcalls, 0, "upcalls in steady state\n{log}");
+    assert_eq!(out.window_total("upcalls"), 0, "upcalls in steady state\n{log}");
     assert_eq!(window["control"]["rx_packets"], 0, "{log}");
-    let port = |i: usize, key: &str| window["ports"][i][key].as_u64().unwrap();
+    let port = |i: usize, key: &str| out.window_port(i, key);
     assert!(port(0, "rx_packets") > 10_000 && port(1, "rx_packets") > 10_000, "too little traffic\n{log}");
     // Each side's frames go to the other side only. At each edge of the window a port may have
     // received packets it has not yet sent: a burst being processed and a transmit buffer not

@@ -283,6 +283,17 @@ impl Outcome {
         self.stats["totals"]["counters"][name].as_u64().unwrap_or_else(|| panic!("no counter {name}"))
     }
 
+    /// A total counter over the window of `Switch::run_with_window`.
+    pub fn window_total(&self, name: &str) -> u64 {
+        let w = &self.stats["window"];
+        w["totals"]["counters"][name].as_u64().unwrap_or_else(|| panic!("no window counter {name}"))
+    }
+
+    /// Port number `i`'s (in config order) counter over the window of `Switch::run_with_window`.
+    pub fn window_port(&self, i: usize, name: &str) -> u64 {
+        self.stats["window"]["ports"][i][name].as_u64().unwrap_or_else(|| panic!("no window {name} for port {i}"))
+    }
+
     /// A port's driver counter.
     pub fn port_stat(&self, port: &str, name: &str) -> u64 {
         let ports = self.stats["ports"].as_array().unwrap();

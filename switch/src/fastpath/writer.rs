@@ -171,23 +171,28 @@ impl TablesWriter {
     pub fn prefetch_for(&self, key: &FlowKey, hash: u64) {
         self.cache.prefetch(hash);
         // The top-ranked subtables only: with many, hashing for all would cost more than it saves.
-        for st in self.ranked.iter().take(4).filter_map(|&i| self.subtables[i].as_ref()) {
+        for st in self.ranked_subtables().take(4) {
             self.megaflows.prefetch(Self::tagged(key, &st.mask, st.tag).1);
         }
     }
 
     /// The installed megaflow that matches `key`, if any.
     pub fn lookup(&self, key: &FlowKey) -> Option<MegaflowRef> {
-        self.ranked.iter().filter_map(|&i| self.subtables[i].as_ref()).find_map(|st| {
-            let (m, h) = Self::tagged(key, &st.mask, st.tag);
-            self.megaflows.get(&m, h).map(MegaflowRef::unpack).filter(|r| self.tables.is_current(*r))
-        })
+        self.ranked_subtables().find_map(|st| self.probe(key, st))
     }
 
     /// The installed megaflow with exactly `mask` whose masked key is `key`'s, if any: one probe,
     /// in that mask's subtable.
     pub fn lookup_exact(&self, key: &FlowKey, mask: &FlowKey) -> Option<MegaflowRef> {
-        let st = self.ranked.iter().filter_map(|&i| self.subtables[i].as_ref()).find(|s| s.mask == *mask)?;
+        self.probe(key, self.ranked_subtables().find(|s| s.mask == *mask)?)
+    }
+
+    fn ranked_subtables(&self) -> impl Iterator<Item = &SubtableRec> {
+        self.ranked.iter().filter_map(|&i| self.subtables[i].as_ref())
+    }
+
+    /// The installed megaflow for `key` in subtable `st`, if any.
+    fn probe(&self, key: &FlowKey, st: &SubtableRec) -> Option<MegaflowRef> {
         let (m, h) = Self::tagged(key, &st.mask, st.tag);
         self.megaflows.get(&m, h).map(MegaflowRef::unpack).filter(|r| self.tables.is_current(*r))
     }

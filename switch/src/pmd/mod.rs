@@ -262,16 +262,14 @@ impl Pmd {
                         self.counters.rxq_skips += 1;
                         break;
                     }
-                    polled = true;
-                    if !contended {
-                        got = self.poll_queue(q);
-                        break;
-                    }
-                    let started = rdtsc();
+                    let started = contended.then(rdtsc);
                     let n = self.poll_queue(q);
-                    self.shares[q].pay(rdtsc() - started);
+                    if let Some(started) = started {
+                        self.shares[q].pay(rdtsc() - started);
+                    }
                     got += n;
-                    if n < self.burst_size {
+                    polled = true;
+                    if !contended || n < self.burst_size {
                         break;
                     }
                 }
