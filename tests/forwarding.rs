@@ -194,10 +194,13 @@ fn runs_of_one_flow_within_a_burst_keep_their_own_decision() {
     assert!(rx > 100_000, "too little traffic\n{log}");
     let hits = out.window_total("cache_hits");
     assert!(hits * 10 > rx * 9, "{hits} cache hits of {rx} packets\n{log}");
+    // Shares of what was sent: the three transmit counters are read together, while the
+    // receive counter is read apart from them (at 20+ Mpps that alone is thousands of packets).
+    let sent: u64 = (1..=3).map(|i| port(i, "tx_packets")).sum();
     for (i, dst) in [1u16, 2, 3].iter().enumerate() {
         let share = pattern.iter().filter(|&&d| d == *dst).count() as u64;
-        let (want, got) = (rx * share / pattern.len() as u64, port(i + 1, "tx_packets"));
+        let (want, got) = (sent * share / pattern.len() as u64, port(i + 1, "tx_packets"));
         // The window's edges may split a burst and a round of the pattern.
-        assert!(got.abs_diff(want) <= 128, "p{}: {got} packets, want {want} of {rx}\n{log}", i + 1);
+        assert!(got.abs_diff(want) <= 128, "p{}: {got} packets, want {want} of {sent}\n{log}", i + 1);
     }
 }
