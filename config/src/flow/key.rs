@@ -8,6 +8,7 @@
 //! and code in `tp_src`/`tp_dst`.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 /// Bytes in a flow key.
 pub const KEY_LEN: usize = 88;
@@ -74,9 +75,26 @@ pub mod ip_proto {
 }
 
 /// A flow key (or, used as a mask, which bits of one matter).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy)]
 #[repr(C, align(8))]
 pub struct FlowKey(pub [u8; KEY_LEN]);
+
+/// Word by word without branches: the derived comparison calls `memcmp`, which cost a PMD a sixth
+/// of its cycles comparing each key with its predecessor (measured with `perf`).
+impl PartialEq for FlowKey {
+    #[inline(always)]
+    fn eq(&self, other: &Self) -> bool {
+        (0..KEY_WORDS).fold(0, |diff, i| diff | (self.word(i) ^ other.word(i))) == 0
+    }
+}
+
+impl Eq for FlowKey {}
+
+impl Hash for FlowKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl Default for FlowKey {
     fn default() -> Self {

@@ -105,6 +105,8 @@ pub struct Subtable {
     pub mask: FlowKey,
     /// Hash pairs that can be nonzero in a masked key (the others add `hash_base`).
     pairs: ArrayVec<u8, HASH_PAIRS>,
+    /// Key words the mask keeps any bit of.
+    words: ArrayVec<u8, KEY_WORDS>,
     hash_base: u64,
     /// The key word holding the tag, with only the tag's bytes set.
     tag_word: u64,
@@ -116,10 +118,19 @@ impl Subtable {
         let word_used = |w: usize| w < KEY_WORDS && mask.word(w) != 0;
         let used = |p: usize| p == TAG_OFFSET / 16 || word_used(2 * p) || word_used(2 * p + 1);
         let pairs = (0..HASH_PAIRS).filter(|&p| used(p)).map(|p| p as u8).collect();
+        let words = (0..KEY_WORDS).filter(|&w| word_used(w)).map(|w| w as u8).collect();
         let hash_base = (0..HASH_PAIRS).filter(|&p| !used(p)).fold(0u64, |h, p| h.wrapping_add(hash_pair(p, 0, 0)));
         let mut t = FlowKey::ZERO;
         t.0[TAG_OFFSET..TAG_OFFSET + 4].copy_from_slice(&tag.to_be_bytes());
-        Self { mask, pairs, hash_base, tag_word: t.word(TAG_OFFSET / 8) }
+        Self { mask, pairs, words, hash_base, tag_word: t.word(TAG_OFFSET / 8) }
+    }
+
+    /// Whether `a` and `b` have the same megaflow key here (agree on every bit of the mask),
+    /// reading only the words the mask keeps.
+    #[inline(always)]
+    pub fn same_masked(&self, a: &FlowKey, b: &FlowKey) -> bool {
+        let differ = |w: usize| (a.word(w) ^ b.word(w)) & self.mask.word(w);
+        self.words.iter().fold(0, |d, &w| d | differ(usize::from(w))) == 0
     }
 
     /// Writes the megaflow key of `key` in this subtable to `out` (every word, so `out` need not
@@ -288,16 +299,13 @@ impl FlowTables {
         let mut of = [0u8; 64];
         let mut distinct = 0;
         for i in 0..n {
-            // A run of one flow: not even masked again.
-            if i > 0 && keys[i] == keys[i - 1] {
+            // The predecessor's megaflow key (a run of one flow, or of one wide megaflow): not
+            // masked again. Only the words the mask keeps are compared.
+            if i > 0 && st.same_masked(&keys[i], &keys[i - 1]) {
                 of[i] = of[i - 1];
                 continue;
             }
             let h = st.mask_into(&keys[i], &mut scratch[distinct]);
-            if distinct > 0 && hashes[distinct - 1] == h && scratch[distinct - 1] == scratch[distinct] {
-                of[i] = (distinct - 1) as u8;
-                continue;
-            }
             hashes[distinct] = h;
             self.megaflows.prefetch(h);
             of[i] = distinct as u8;

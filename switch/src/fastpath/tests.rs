@@ -140,6 +140,30 @@ proptest::proptest! {
         proptest::prop_assert_eq!(masked, expect);
         proptest::prop_assert_eq!(hash, hash_key(&expect));
     }
+
+    /// Two keys compare equal under a subtable's mask exactly when their masked keys are equal
+    /// (the second key differs from the first in a random subset of bits).
+    #[test]
+    fn same_masked_agrees_with_comparing_masked_keys(
+        words in proptest::array::uniform11(proptest::num::u64::ANY),
+        flips in proptest::array::uniform11(proptest::prop_oneof![
+            proptest::strategy::Just(0u64), proptest::num::u64::ANY
+        ]),
+        mask_words in proptest::array::uniform11(proptest::prop_oneof![
+            proptest::strategy::Just(0u64), proptest::strategy::Just(u64::MAX), proptest::num::u64::ANY
+        ]),
+    ) {
+        let (mut a, mut b, mut m) = (FlowKey::ZERO, FlowKey::ZERO, FlowKey::ZERO);
+        for w in 0..KEY_WORDS {
+            a.set_word(w, words[w]);
+            b.set_word(w, words[w] ^ flips[w]);
+            m.set_word(w, mask_words[w]);
+        }
+        m.0[TAG_OFFSET..].fill(0);
+        let st = Subtable::new(m, 7);
+        proptest::prop_assert_eq!(st.same_masked(&a, &b), a.masked(&m) == b.masked(&m));
+        proptest::prop_assert_eq!(a == b, a.0 == b.0);
+    }
 }
 
 #[test]
