@@ -6,8 +6,8 @@
 //!   write, and give up after a bounded number of retries (a miss just falls to the next tier).
 //! - Every shared word is an atomic; the protocol is sound in Rust's memory model with no
 //!   `unsafe`. A bucket is one cache line: a sequence counter and 7 slots, each slot one `u64`
-//!   holding a 16-bit signature and a 32-bit entry index (0 = empty), so a reader always sees a
-//!   consistent slot.
+//!   holding a 16-bit signature, whether the key's tail is zero, and a 32-bit entry index
+//!   (0 = empty), so a reader always sees a consistent slot.
 //! - Entries (key words and value) are written before the slot that points at them is published
 //!   (Release); a reader reaches an entry only through a slot it loaded (Acquire).
 //! - The writer makes the counter of a bucket odd while it changes a slot and even after. A
@@ -47,22 +47,51 @@ struct Bucket {
 
 const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
 
-struct Entry {
-    key: [AtomicU64; KEY_WORDS],
+/// Key words on an entry's first cache line, beside its value.
+const HEAD_WORDS: usize = 7;
+/// The key's other words: IPv6 addresses, ARP hardware addresses, a megaflow's subtable tag.
+const TAIL_WORDS: usize = KEY_WORDS - HEAD_WORDS;
+
+/// An entry's first cache line: its value and the key words every kind of packet fills. An
+/// Ethernet or IPv4 key has nothing else (its tail is zero, which its slot says), so looking it
+/// up reads one line of the entry, not two: at a million flows each line is a miss in DRAM.
+#[repr(C, align(64))]
+struct EntryHead {
     value: AtomicU64,
+    key: [AtomicU64; HEAD_WORDS],
 }
 
-/// Prefetches both cache lines an entry may straddle (entries are 96 bytes).
-#[inline(always)]
-fn prefetch_entry(e: &Entry) {
-    crate::dpdk::prefetch(e);
-    crate::dpdk::prefetch(&e.value);
+/// The rest of an entry's key (read only when its slot says it is not zero).
+struct EntryTail {
+    key: [AtomicU64; TAIL_WORDS],
 }
 
-/// A slot: signature in bits 32..48, entry index in bits 0..32.
+/// Whether `key`'s tail words are all zero.
 #[inline(always)]
-fn slot(sig: u16, index: u32) -> u64 {
-    (u64::from(sig) << 32) | u64::from(index)
+fn tail_is_zero(key: &FlowKey) -> bool {
+    (HEAD_WORDS..KEY_WORDS).fold(0, |any, w| any | key.word(w)) == 0
+}
+
+/// Slot bit: the entry's key has a zero tail.
+const TAIL_ZERO: u64 = 1 << 48;
+
+/// What a slot says of a key besides its entry index (bits 32 and up): its signature and
+/// whether its tail is zero. A reader compares only entries whose slot has its key's tag.
+#[inline(always)]
+fn key_tag(sig: u16, key: &FlowKey) -> u64 {
+    (u64::from(sig) << 32) | if tail_is_zero(key) { TAIL_ZERO } else { 0 }
+}
+
+#[inline(always)]
+fn slot_tag(s: u64) -> u64 {
+    s & !0xffff_ffff
+}
+
+/// A slot: the key's tag (signature in bits 32..48, [`TAIL_ZERO`]) and the entry index in bits
+/// 0..32.
+#[inline(always)]
+fn slot(tag: u64, index: u32) -> u64 {
+    tag | u64::from(index)
 }
 
 #[inline(always)]
@@ -96,7 +125,8 @@ pub enum Lookup {
 pub struct CuckooMap {
     buckets: HugeSlice<Bucket>,
     bucket_mask: usize,
-    entries: HugeSlice<Entry>,
+    heads: HugeSlice<EntryHead>,
+    tails: HugeSlice<EntryTail>,
     /// How many keys, as the writer last published it (a hint for readers' strategy).
     len_hint: LenHint,
 }
@@ -166,17 +196,18 @@ impl CuckooMap {
                 slots: std::array::from_fn(|_| AtomicU64::new(0)),
             }),
             bucket_mask: buckets - 1,
-            entries: HugeSlice::new(capacity + 1, |_| Entry {
-                key: std::array::from_fn(|_| AtomicU64::new(0)),
+            heads: HugeSlice::new(capacity + 1, |_| EntryHead {
                 value: AtomicU64::new(0),
+                key: std::array::from_fn(|_| AtomicU64::new(0)),
             }),
+            tails: HugeSlice::new(capacity + 1, |_| EntryTail { key: std::array::from_fn(|_| AtomicU64::new(0)) }),
             len_hint: LenHint(AtomicU64::new(0)),
         }
     }
 
     /// How many entries it can hold.
     pub fn capacity(&self) -> usize {
-        self.entries.len() - 1
+        self.heads.len() - 1
     }
 
     #[inline(always)]
@@ -195,29 +226,75 @@ impl CuckooMap {
         self.len_hint.0.load(Ordering::Relaxed) as usize
     }
 
-    /// Hints the CPU to load the buckets `hash` may live in (do it for a whole batch first).
+    /// Hints the CPU to load the bucket `hash` most likely lives in (do it for a whole batch
+    /// first). Keys mostly sit in their first bucket (inserts try it first): [`get_batch`]
+    /// loads the second only for keys not found in the first. Each line a lookup loads counts:
+    /// a core keeps only about ten misses in flight.
+    ///
+    /// [`get_batch`]: Self::get_batch
     #[inline(always)]
     pub fn prefetch(&self, hash: u64) {
+        crate::dpdk::prefetch(&self.buckets[self.first_bucket(hash)]);
+    }
+
+    /// Hints the CPU to load both buckets `hash` may live in.
+    #[inline(always)]
+    pub fn prefetch_both(&self, hash: u64) {
         let b = self.first_bucket(hash);
         crate::dpdk::prefetch(&self.buckets[b]);
         crate::dpdk::prefetch(&self.buckets[self.alt_bucket(b, signature(hash))]);
     }
 
+    /// Prefetches the lines of the entry slot `v` points at that a lookup compares.
     #[inline(always)]
-    fn entry_is(&self, index: usize, key: &FlowKey) -> bool {
-        let Some(e) = self.entries.get(index) else { return false };
-        (0..KEY_WORDS).all(|i| e.key[i].load(Ordering::Relaxed) == key.word(i))
+    fn prefetch_entry(&self, v: u64) {
+        let i = slot_index(v);
+        crate::dpdk::prefetch(&self.heads[i]);
+        if v & TAIL_ZERO == 0 {
+            crate::dpdk::prefetch(&self.tails[i]);
+        }
+    }
+
+    /// Whether the entry slot `v` points at holds `key` (the slot's tag already matched: if it
+    /// says the tail is zero, so is `key`'s).
+    #[inline(always)]
+    fn entry_is(&self, v: u64, key: &FlowKey) -> bool {
+        let i = slot_index(v);
+        let Some(head) = self.heads.get(i) else { return false };
+        let differ = |a: &AtomicU64, w: usize| a.load(Ordering::Relaxed) ^ key.word(w);
+        let mut diff = head.key.iter().enumerate().fold(0, |d, (w, a)| d | differ(a, w));
+        if v & TAIL_ZERO == 0 {
+            let Some(tail) = self.tails.get(i) else { return false };
+            diff = tail.key.iter().enumerate().fold(diff, |d, (w, a)| d | differ(a, HEAD_WORDS + w));
+        }
+        diff == 0
     }
 
     #[inline(always)]
-    fn scan(&self, bucket: usize, sig: u16, key: &FlowKey) -> Option<usize> {
+    fn value(&self, v: u64) -> u64 {
+        self.heads[slot_index(v)].value.load(Ordering::Relaxed)
+    }
+
+    /// The slot of `bucket` holding `key` (whose tag is `tag`).
+    #[inline(always)]
+    fn scan(&self, bucket: usize, tag: u64, key: &FlowKey) -> Option<u64> {
         for s in &self.buckets[bucket].slots {
             let v = s.load(Ordering::Acquire);
-            if v != 0 && slot_sig(v) == sig && self.entry_is(slot_index(v), key) {
-                return Some(slot_index(v));
+            if v != 0 && slot_tag(v) == tag && self.entry_is(v, key) {
+                return Some(v);
             }
         }
         None
+    }
+
+    /// The first slot of `bucket` with tag `tag` (`Ok(None)`: none; `Err`: being written).
+    #[inline(always)]
+    fn candidate(&self, bucket: usize, tag: u64) -> Result<Option<u64>, ()> {
+        let b = &self.buckets[bucket];
+        if b.seq.load(Ordering::Acquire) & 1 == 1 {
+            return Err(());
+        }
+        Ok(b.slots.iter().map(|s| s.load(Ordering::Acquire)).find(|&v| v != 0 && slot_tag(v) == tag))
     }
 
     /// The value stored for `key` (whose hash is `hash`), if any. A lookup that keeps colliding
@@ -230,38 +307,51 @@ impl CuckooMap {
         }
     }
 
-    /// Looks up `keys[i]` (hash `hashes[i]`) for every `i`, into `out[i]`, in two passes so the
-    /// memory loads of the whole batch overlap: first the buckets (which the caller prefetched)
-    /// are scanned for a matching signature and the candidate entries are prefetched, then the
-    /// candidates' keys are compared. Anything unusual (a bucket being written, no candidate, a
-    /// signature collision) falls back to [`get`](Self::get).
+    /// Looks up `keys[i]` (hash `hashes[i]`) for every `i`, into `out[i]`, in passes so the
+    /// memory loads of the whole batch overlap: first the first buckets (which the caller
+    /// prefetched) are scanned for a slot with the key's tag and the candidate entries are
+    /// prefetched, along with the second buckets of keys without one; then those second buckets
+    /// are scanned; then the candidates' keys are compared. Anything unusual (a bucket being
+    /// written, no candidate, a signature collision) falls back to [`get`](Self::get).
     #[inline]
     pub fn get_batch(&self, keys: &[FlowKey], hashes: &[u64], out: &mut [Option<u64>]) {
         const BATCH: usize = 64;
         let n = keys.len().min(hashes.len()).min(out.len()).min(BATCH);
-        let mut candidate = [0usize; BATCH];
+        let mut tags = [0u64; BATCH];
+        // Per key: the slot of its candidate entry (0: none yet).
+        let mut candidate = [0u64; BATCH];
+        // Keys to look for in their second bucket (`alt`).
+        let mut alt = [0usize; BATCH];
+        let mut second = [0u8; BATCH];
+        let mut seconds = 0;
         for i in 0..n {
-            let hash = hashes[i];
-            let sig = signature(hash);
+            let (hash, key) = (hashes[i], &keys[i]);
             let b1 = self.first_bucket(hash);
-            'scan: for b in [b1, self.alt_bucket(b1, sig)] {
-                let bucket = &self.buckets[b];
-                if bucket.seq.load(Ordering::Acquire) & 1 == 1 {
-                    break 'scan; // being written: the slow path below sorts it out
+            tags[i] = key_tag(signature(hash), key);
+            match self.candidate(b1, tags[i]) {
+                Ok(Some(v)) => {
+                    candidate[i] = v;
+                    self.prefetch_entry(v);
                 }
-                for s in &bucket.slots {
-                    let v = s.load(Ordering::Acquire);
-                    if v != 0 && slot_sig(v) == sig {
-                        candidate[i] = slot_index(v);
-                        prefetch_entry(&self.entries[slot_index(v)]);
-                        break 'scan;
-                    }
+                Ok(None) => {
+                    alt[i] = self.alt_bucket(b1, signature(hash));
+                    crate::dpdk::prefetch(&self.buckets[alt[i]]);
+                    second[seconds] = i as u8;
+                    seconds += 1;
                 }
+                Err(()) => {} // being written: the slow path below sorts it out
+            }
+        }
+        for &i in &second[..seconds] {
+            let i = usize::from(i);
+            if let Ok(Some(v)) = self.candidate(alt[i], tags[i]) {
+                candidate[i] = v;
+                self.prefetch_entry(v);
             }
         }
         for i in 0..n {
             out[i] = match candidate[i] {
-                c if c != 0 && self.entry_is(c, &keys[i]) => Some(self.entries[c].value.load(Ordering::Relaxed)),
+                v if v != 0 && self.entry_is(v, &keys[i]) => Some(self.value(v)),
                 _ => self.get(&keys[i], hashes[i]),
             };
         }
@@ -271,14 +361,15 @@ impl CuckooMap {
     #[inline]
     pub fn lookup(&self, key: &FlowKey, hash: u64) -> Lookup {
         let sig = signature(hash);
+        let tag = key_tag(sig, key);
         let b1 = self.first_bucket(hash);
         let b2 = self.alt_bucket(b1, sig);
         for _ in 0..READ_TRIES {
             let s1 = self.buckets[b1].seq.load(Ordering::Acquire);
             let s2 = self.buckets[b2].seq.load(Ordering::Acquire);
             if (s1 | s2) & 1 == 0 {
-                if let Some(i) = self.scan(b1, sig, key).or_else(|| self.scan(b2, sig, key)) {
-                    return Lookup::Hit(self.entries[i].value.load(Ordering::Relaxed));
+                if let Some(v) = self.scan(b1, tag, key).or_else(|| self.scan(b2, tag, key)) {
+                    return Lookup::Hit(self.value(v));
                 }
                 // A miss counts only if no writer touched either bucket meanwhile.
                 fence(Ordering::Acquire);
@@ -335,27 +426,28 @@ impl CuckooWriter {
         self.len == 0
     }
 
-    /// Hints the CPU to load the buckets `hash` may live in.
+    /// Hints the CPU to load both buckets `hash` may live in (an insert looks at both).
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        self.map.prefetch(hash);
+        self.map.prefetch_both(hash);
     }
 
     /// The value stored for `key` (writer-side lookup; no retries needed).
     pub fn get(&self, key: &FlowKey, hash: u64) -> Option<u64> {
-        self.find(key, hash).map(|(_, _, i)| self.map.entries[i].value.load(Ordering::Relaxed))
+        self.find(key, hash).map(|(_, _, v)| self.map.value(v))
     }
 
-    /// (bucket, slot, entry index) of `key`.
-    fn find(&self, key: &FlowKey, hash: u64) -> Option<(usize, usize, usize)> {
+    /// (bucket, slot number, slot) of `key`.
+    fn find(&self, key: &FlowKey, hash: u64) -> Option<(usize, usize, u64)> {
         let m = &self.map;
         let sig = signature(hash);
+        let tag = key_tag(sig, key);
         let b1 = m.first_bucket(hash);
         for b in [b1, m.alt_bucket(b1, sig)] {
             for (s, slot) in m.buckets[b].slots.iter().enumerate() {
                 let v = slot.load(Ordering::Relaxed);
-                if v != 0 && slot_sig(v) == sig && m.entry_is(slot_index(v), key) {
-                    return Some((b, s, slot_index(v)));
+                if v != 0 && slot_tag(v) == tag && m.entry_is(v, key) {
+                    return Some((b, s, v));
                 }
             }
         }
@@ -385,8 +477,8 @@ impl CuckooWriter {
 
     /// Inserts `key` -> `value`, or updates the value if `key` is present.
     pub fn insert(&mut self, key: &FlowKey, hash: u64, value: u64) -> Result<(), Full> {
-        if let Some((_, _, i)) = self.find(key, hash) {
-            self.map.entries[i].value.store(value, Ordering::Release);
+        if let Some((_, _, v)) = self.find(key, hash) {
+            self.map.heads[slot_index(v)].value.store(value, Ordering::Release);
             return Ok(());
         }
         if self.free.is_empty() {
@@ -398,13 +490,16 @@ impl CuckooWriter {
             return Err(Full);
         };
         let Some(index) = self.free.pop() else { return Err(Full) };
-        let e = &self.map.entries[index as usize];
-        for i in 0..KEY_WORDS {
-            e.key[i].store(key.word(i), Ordering::Relaxed);
+        let (head, tail) = (&self.map.heads[index as usize], &self.map.tails[index as usize]);
+        for (w, a) in head.key.iter().enumerate() {
+            a.store(key.word(w), Ordering::Relaxed);
         }
-        e.value.store(value, Ordering::Relaxed);
+        for (w, a) in tail.key.iter().enumerate() {
+            a.store(key.word(HEAD_WORDS + w), Ordering::Relaxed);
+        }
+        head.value.store(value, Ordering::Relaxed);
         // Publishing the slot (Release) makes the entry's words visible to whoever loads it.
-        self.write_slot(bucket, slot_no, slot(sig, index));
+        self.write_slot(bucket, slot_no, slot(key_tag(sig, key), index));
         self.len += 1;
         self.publish_len();
         Ok(())
@@ -412,10 +507,10 @@ impl CuckooWriter {
 
     /// Removes `key`; returns its value.
     pub fn remove(&mut self, key: &FlowKey, hash: u64) -> Option<u64> {
-        let (b, s, i) = self.find(key, hash)?;
-        let value = self.map.entries[i].value.load(Ordering::Relaxed);
+        let (b, s, v) = self.find(key, hash)?;
+        let value = self.map.value(v);
         self.write_slot(b, s, 0);
-        self.retire(i as u32);
+        self.retire(slot_index(v) as u32);
         Some(value)
     }
 
@@ -453,8 +548,11 @@ impl CuckooWriter {
 
     fn key_of(&self, index: usize) -> FlowKey {
         let mut k = FlowKey::ZERO;
-        for (i, w) in self.map.entries[index].key.iter().enumerate() {
-            k.set_word(i, w.load(Ordering::Relaxed));
+        for (w, a) in self.map.heads[index].key.iter().enumerate() {
+            k.set_word(w, a.load(Ordering::Relaxed));
+        }
+        for (w, a) in self.map.tails[index].key.iter().enumerate() {
+            k.set_word(HEAD_WORDS + w, a.load(Ordering::Relaxed));
         }
         k
     }
@@ -466,10 +564,7 @@ impl CuckooWriter {
             for s in &b.slots {
                 let v = s.load(Ordering::Relaxed);
                 if v != 0 {
-                    out.push((
-                        self.key_of(slot_index(v)),
-                        self.map.entries[slot_index(v)].value.load(Ordering::Relaxed),
-                    ));
+                    out.push((self.key_of(slot_index(v)), self.map.value(v)));
                 }
             }
         }
@@ -485,7 +580,7 @@ impl CuckooWriter {
                     continue;
                 }
                 let i = slot_index(v);
-                if !keep(&self.key_of(i), self.map.entries[i].value.load(Ordering::Relaxed)) {
+                if !keep(&self.key_of(i), self.map.value(v)) {
                     self.write_slot(b, s, 0);
                     self.retire(i as u32);
                 }

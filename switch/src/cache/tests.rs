@@ -6,11 +6,49 @@ use proptest::prelude::*;
 
 use super::*;
 
+/// Key `n` (its first word); every third has a nonzero tail (as IPv6 and ARP keys do).
 fn key(n: u64) -> FlowKey {
     let mut k = FlowKey::ZERO;
     k.set_word(0, n);
     k.set_word(5, n.rotate_left(17) ^ 0xabcd);
+    if n % 3 == 0 {
+        k.set_word(HEAD_WORDS + (n as usize / 3) % TAIL_WORDS, n ^ 0x55);
+    }
     k
+}
+
+/// Keys that differ only in their tails, all with one hash (so one bucket, one signature), are
+/// told apart, whether their tails are zero or not, by single and batched lookups.
+#[test]
+fn keys_differing_only_in_the_tail_are_distinct() {
+    let qsbr = Arc::new(Qsbr::new(1));
+    let mut w = CuckooWriter::new(16, qsbr);
+    let base = key(1);
+    let with_tail = |word: usize, v: u64| {
+        let mut k = base;
+        k.set_word(word, v);
+        k
+    };
+    let keys = [base, with_tail(HEAD_WORDS, 1), with_tail(HEAD_WORDS, 2), with_tail(KEY_WORDS - 1, 1)];
+    let hash = 0x1234_5678_9abc_def0;
+    for (v, k) in keys.iter().enumerate() {
+        w.insert(k, hash, v as u64).unwrap();
+    }
+    let look = |w: &CuckooWriter| {
+        let mut batch = [None; 4];
+        w.map().get_batch(&keys, &[hash; 4], &mut batch);
+        let single: Vec<_> = keys.iter().map(|k| w.map().get(k, hash)).collect();
+        assert_eq!(single, batch.to_vec());
+        batch
+    };
+    assert_eq!(look(&w), [Some(0), Some(1), Some(2), Some(3)]);
+    assert_eq!(w.remove(&keys[0], hash), Some(0));
+    assert_eq!(look(&w), [None, Some(1), Some(2), Some(3)]);
+    assert_eq!(w.remove(&keys[2], hash), Some(2));
+    assert_eq!(look(&w), [None, Some(1), None, Some(3)]);
+    let mut tail_only = FlowKey::ZERO;
+    tail_only.set_word(HEAD_WORDS, 1);
+    assert_eq!(w.map().get(&tail_only, hash), None, "equal tail, different head");
 }
 
 /// A hash with few distinct buckets, so small maps get full and force cuckoo moves.
