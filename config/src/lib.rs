@@ -8,7 +8,7 @@
 //! [datapath]
 //! pmd_cores = [1]
 //! control_core = 0
-//! burst_size = 32
+//! burst_size = 64
 //! [[port]]
 //! name = "p0"
 //! devargs = "net_pcap0,rx_pcap=in.pcap"  # relative paths are relative to this file

@@ -135,7 +135,7 @@ fn check_datapath(raw: &RawDatapath, host: &Host) -> Result<Datapath, ConfigErro
         }
         pmd_cores.push(core);
     }
-    let burst = raw.burst_size.unwrap_or(32);
+    let burst = raw.burst_size.unwrap_or(64);
     if !(1..=MAX_BURST_SIZE as i64).contains(&burst) {
         return Err(ConfigError::invalid(
             "datapath.burst_size",

@@ -67,7 +67,7 @@ fn defaults_fill_what_is_left_out() {
     let config = check("", dir.path()).unwrap();
     assert_eq!(config.datapath.pmd_cores, [1]);
     assert_eq!(config.datapath.control_core, 0);
-    assert_eq!(config.datapath.burst_size, 32);
+    assert_eq!(config.datapath.burst_size, 64);
     assert!(config.ports.is_empty() && config.eal_args.is_empty());
     // No rules: a learning switch, as an Open vSwitch bridge out of the box.
     assert_eq!(config.flows.len(), 1);
