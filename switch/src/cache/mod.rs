@@ -481,6 +481,13 @@ impl CuckooWriter {
             self.map.heads[slot_index(v)].value.store(value, Ordering::Release);
             return Ok(());
         }
+        self.insert_new(key, hash, value)
+    }
+
+    /// Inserts `key` -> `value`; the caller has just looked `key` up and not found it (a
+    /// present key would be stored twice).
+    pub fn insert_new(&mut self, key: &FlowKey, hash: u64, value: u64) -> Result<(), Full> {
+        debug_assert!(self.find(key, hash).is_none(), "insert_new of a present key");
         if self.free.is_empty() {
             self.reclaim();
         }

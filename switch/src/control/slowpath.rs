@@ -11,7 +11,7 @@
 use ferrovs_config::flow::{FlowKey, KEY_WORDS};
 use rustc_hash::FxHashMap;
 
-use crate::fastpath::{InstallError, MegaflowRef, TablesWriter};
+use crate::fastpath::{InstallError, Installed, MegaflowRef, TablesWriter};
 use crate::l2::{MacKey, MacTable};
 use crate::ofproto::{Credit, MacAccess, MacDeps, Ofproto, RuleList, Translation, XlateOptions, translate};
 
@@ -179,19 +179,23 @@ impl SlowPath {
     }
 
     /// Installs what `decide` decided: the megaflow (unless an earlier decision already did) and
-    /// the flow cache entry for the packet's exact key.
+    /// the flow cache entry for the packet's exact key (unless the PMDs skip the cache: in a
+    /// miss storm on a one-mask table that insert was a sixth of the control core's work, for
+    /// entries nothing reads; should a second mask appear, PMDs ask for the entries they miss).
     pub fn commit(&mut self, d: Decision) {
-        // An earlier decision of the same batch may have installed it (same path, same mask).
-        let handle = match d.existing.or_else(|| self.writer.lookup_exact(&d.key, &d.mask)) {
+        let handle = match d.existing {
             Some(h) => Some(h),
             None => {
                 let deps = d.translation.mac;
-                match self.writer.install(&d.key, &d.mask, d.translation, d.rules) {
-                    Ok(h) => {
+                // An earlier decision of the same batch may have installed it (same path, same
+                // mask): then that one is found.
+                match self.writer.install_or_find(&d.key, &d.mask, d.translation, d.rules) {
+                    Ok(Installed::New(h)) => {
                         self.counters.megaflows_installed += 1;
                         self.index_normal(deps, h);
                         Some(h)
                     }
+                    Ok(Installed::Existing(h)) => Some(h),
                     Err(e) => {
                         match e {
                             InstallError::TooManyActions => self.counters.install_too_many_actions += 1,
@@ -203,7 +207,9 @@ impl SlowPath {
                 }
             }
         };
-        if let Some(h) = handle {
+        if let Some(h) = handle
+            && !self.writer.cache_bypassed()
+        {
             self.writer.cache_insert(&d.key, d.hash, h);
         }
     }

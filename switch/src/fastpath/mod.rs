@@ -26,7 +26,7 @@ use std::sync::Arc;
 use arrayvec::ArrayVec;
 use ferrovs_config::flow::{FlowKey, KEY_WORDS};
 
-pub use writer::{InstallError, MegaflowRecord, TablesWriter};
+pub use writer::{InstallError, Installed, MegaflowRecord, TablesWriter};
 
 use crate::cache::{CuckooMap, HASH_PAIRS, hash_finish, hash_pair};
 use crate::dpdk::HugeSlice;
@@ -83,6 +83,11 @@ struct SubtableSlot {
     /// Tag mixed into megaflow keys: slot number and slot generation.
     tag: AtomicU32,
 }
+
+/// Flows above which a PMD with a single megaflow mask skips the exact cache (below, the cache's
+/// lookup is the cheaper one: measured, see docs/design.md). The control core then stops adding
+/// cache entries for new flows: nothing would read them.
+pub const SIMPLE_MODE_FLOWS: usize = 256;
 
 /// The shared tables.
 pub struct FlowTables {

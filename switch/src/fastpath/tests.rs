@@ -107,6 +107,35 @@ fn counters_are_taken_as_deltas_per_megaflow() {
 }
 
 #[test]
+fn installing_an_installed_megaflow_finds_it() {
+    let mut w = TablesWriter::new(8, 8, 1);
+    let first = w.install_or_find(&key(1, 0x0a00_0001, 80), &mask(8), out(2), Default::default()).unwrap();
+    let Installed::New(mf) = first else { panic!("{first:?}") };
+    // Same masked key (the /8 hides the rest of the address, the mask the port): the same one.
+    let again = w.install_or_find(&key(1, 0x0a09_0909, 99), &mask(8), out(3), Default::default());
+    assert_eq!(again, Ok(Installed::Existing(mf)));
+    assert_eq!(actions_of(w.tables(), mf), out(2).actions.to_vec(), "its actions are kept");
+    assert_eq!(w.megaflow_count(), 1);
+    let other = w.install_or_find(&key(1, 0x0b00_0001, 80), &mask(8), out(3), Default::default()).unwrap();
+    assert!(matches!(other, Installed::New(r) if r.id != mf.id), "{other:?}");
+    assert_eq!(w.megaflow_count(), 2);
+}
+
+#[test]
+fn the_cache_is_left_unfilled_only_while_pmds_bypass_it() {
+    let mut w = TablesWriter::new(1024, 8, 1);
+    let mf = w.install(&key(1, 0, 0), &mask(0), out(2), Default::default()).unwrap();
+    for i in 0..=SIMPLE_MODE_FLOWS as u32 {
+        assert!(!w.cache_bypassed(), "{i} cached flows");
+        let k = key(1, i, 0);
+        w.cache_insert(&k, hash_key(&k), mf);
+    }
+    assert!(w.cache_bypassed(), "one mask, more flows than SIMPLE_MODE_FLOWS: PMDs skip the cache");
+    w.install(&key(2, 0, 0), &mask(8), out(2), Default::default()).unwrap();
+    assert!(!w.cache_bypassed(), "a second mask: PMDs use the cache again");
+}
+
+#[test]
 fn too_long_action_lists_are_refused() {
     let mut w = TablesWriter::new(8, 8, 1);
     let mut many = Translation::default();

@@ -8,7 +8,8 @@ use ferrovs_config::flow::FlowKey;
 
 use super::actions::encode_translation;
 use super::{
-    ACTION_WORDS, FlowTables, MAX_SUBTABLES, MegaflowRef, MegaflowSlot, MegaflowStats, SubtableSlot, TAG_OFFSET,
+    ACTION_WORDS, FlowTables, MAX_SUBTABLES, MegaflowRef, MegaflowSlot, MegaflowStats, SIMPLE_MODE_FLOWS, SubtableSlot,
+    TAG_OFFSET,
 };
 use crate::cache::{CuckooWriter, Full, hash_key};
 use crate::dpdk::HugeSlice;
@@ -44,6 +45,24 @@ pub struct MegaflowRecord {
     /// The OpenFlow rules its translation went through (they are credited its packets).
     pub rules: RuleList,
     subtable: usize,
+}
+
+/// What [`TablesWriter::install_or_find`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installed {
+    /// Installed this new megaflow.
+    New(MegaflowRef),
+    /// Found this one already installed (same masked key, same mask).
+    Existing(MegaflowRef),
+}
+
+impl Installed {
+    /// The megaflow, new or not.
+    pub fn megaflow(self) -> MegaflowRef {
+        match self {
+            Self::New(r) | Self::Existing(r) => r,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -169,7 +188,9 @@ impl TablesWriter {
     /// Hints the CPU to load what [`lookup`](Self::lookup) of `key` and a later cache insert
     /// of it (whose hash is `hash`) will read: do it for a batch of keys first.
     pub fn prefetch_for(&self, key: &FlowKey, hash: u64) {
-        self.cache.prefetch(hash);
+        if !self.cache_bypassed() {
+            self.cache.prefetch(hash);
+        }
         // The top-ranked subtables only: with many, hashing for all would cost more than it saves.
         for st in self.ranked_subtables().take(4) {
             self.megaflows.prefetch(Self::tagged(key, &st.mask, st.tag).1);
@@ -179,12 +200,6 @@ impl TablesWriter {
     /// The installed megaflow that matches `key`, if any.
     pub fn lookup(&self, key: &FlowKey) -> Option<MegaflowRef> {
         self.ranked_subtables().find_map(|st| self.probe(key, st))
-    }
-
-    /// The installed megaflow with exactly `mask` whose masked key is `key`'s, if any: one probe,
-    /// in that mask's subtable.
-    pub fn lookup_exact(&self, key: &FlowKey, mask: &FlowKey) -> Option<MegaflowRef> {
-        self.probe(key, self.ranked_subtables().find(|s| s.mask == *mask)?)
     }
 
     fn ranked_subtables(&self) -> impl Iterator<Item = &SubtableRec> {
@@ -267,9 +282,8 @@ impl TablesWriter {
     }
 
     /// Installs a megaflow: packets whose key agrees with `key` on the bits of `mask` get
-    /// `translation`. Returns its reference. An installed megaflow with the same masked key and
-    /// mask would be replaced in the table but keep its slot: check with
-    /// [`lookup_exact`](Self::lookup_exact) first.
+    /// `translation`. Returns its reference, or that of the megaflow already installed with the
+    /// same masked key and mask (and installs nothing).
     pub fn install(
         &mut self,
         key: &FlowKey,
@@ -277,15 +291,34 @@ impl TablesWriter {
         translation: Translation,
         rules: RuleList,
     ) -> Result<MegaflowRef, InstallError> {
+        self.install_or_find(key, mask, translation, rules).map(Installed::megaflow)
+    }
+
+    /// [`install`](Self::install), saying whether the megaflow is new. One probe of the
+    /// megaflow table both finds an installed one and, if none, tells the insert that the key is
+    /// absent (in a miss storm each probe is a cache miss or two on the control core).
+    pub fn install_or_find(
+        &mut self,
+        key: &FlowKey,
+        mask: &FlowKey,
+        translation: Translation,
+        rules: RuleList,
+    ) -> Result<Installed, InstallError> {
         self.words.clear();
         encode_translation(&translation, &mut self.words);
         if self.words.len() > ACTION_WORDS {
             return Err(InstallError::TooManyActions);
         }
+        let st = self.subtable_for(mask)?;
+        let tag = self.subtables[st].as_ref().expect("just found").tag;
+        let (m, h) = Self::tagged(key, mask, tag);
+        let present = self.megaflows.get(&m, h).map(MegaflowRef::unpack);
+        if let Some(r) = present.filter(|r| self.tables.is_current(*r)) {
+            return Ok(Installed::Existing(r));
+        }
         if self.free_ids.is_empty() {
             self.reclaim();
         }
-        let st = self.subtable_for(mask)?;
         let Some(id) = self.free_ids.pop() else {
             self.drop_subtable_if_empty(st);
             return Err(InstallError::TableFull);
@@ -296,11 +329,13 @@ impl TablesWriter {
         }
         slot.len.store(self.words.len() as u32, Ordering::Relaxed);
         let handle = MegaflowRef { id, generation: slot.generation.load(Ordering::Relaxed) };
-        let tag = self.subtables[st].as_ref().expect("just found").tag;
-        let (m, h) = Self::tagged(key, mask, tag);
         // The map publishes the entry with Release: the words above are visible to any PMD
-        // that finds it.
-        if let Err(Full) = self.megaflows.insert(&m, h, handle.pack()) {
+        // that finds it. (A stale entry for the key, never expected, is overwritten.)
+        let inserted = match present {
+            None => self.megaflows.insert_new(&m, h, handle.pack()),
+            Some(_) => self.megaflows.insert(&m, h, handle.pack()),
+        };
+        if let Err(Full) = inserted {
             self.free_ids.push(id);
             self.drop_subtable_if_empty(st);
             return Err(InstallError::TableFull);
@@ -320,7 +355,7 @@ impl TablesWriter {
         if rec.megaflows == 1 || rec.megaflows.is_power_of_two() {
             self.publish_subtables();
         }
-        Ok(handle)
+        Ok(Installed::New(handle))
     }
 
     fn pmd_counters(&self, pmd: usize, id: u32) -> [u64; 2] {
@@ -358,6 +393,12 @@ impl TablesWriter {
             let epoch = self.tables.qsbr.advance();
             self.retired_subtables.push_back((epoch, st));
         }
+    }
+
+    /// Whether the PMDs skip the flow cache (one mask and more than [`SIMPLE_MODE_FLOWS`]
+    /// cached flows: see `pmd`), so that a new flow's cache entry would never be read.
+    pub fn cache_bypassed(&self) -> bool {
+        self.ranked.len() == 1 && self.cache.len() > SIMPLE_MODE_FLOWS
     }
 
     /// Caches `key` -> `megaflow` (evicting another entry of the same bucket if full).

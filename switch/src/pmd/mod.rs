@@ -29,7 +29,7 @@ use crate::cache::hash_key;
 use crate::control::{PmdQueues, Promotion, TokenBucket, Upcall};
 use crate::dpdk::{Burst, MAX_BURST, Mbuf, RxQueue, rdtsc};
 use crate::fastpath::actions::{decode, drop_reason};
-use crate::fastpath::{ACTION_WORDS, ActionWords, FlowTables, MegaflowRef, SubtableView};
+use crate::fastpath::{ACTION_WORDS, ActionWords, FlowTables, MegaflowRef, SIMPLE_MODE_FLOWS, SubtableView};
 use crate::ofproto::DpAction;
 use crate::packet::{Layout, PacketInfo, PortIdx, extract_to};
 use crate::stats::{DropReason, PmdCounters, PublishedCounters};
@@ -93,10 +93,6 @@ pub struct Pmd {
     counters: PmdCounters,
     stage: Box<Stage>,
 }
-
-/// Flows above which a PMD with a single megaflow mask skips the exact cache (below, the cache's
-/// lookup is the cheaper one: measured, see docs/design.md).
-const SIMPLE_MODE_FLOWS: usize = 256;
 
 /// Per-burst scratch, allocated once per PMD (re-initialising it per burst would cost more than
 /// some stages).
