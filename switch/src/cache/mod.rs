@@ -484,6 +484,14 @@ impl CuckooWriter {
         self.insert_new(key, hash, value)
     }
 
+    /// Hints the CPU to load the entry the next insert will write (its lines are cold).
+    pub fn prefetch_next_entry(&self) {
+        if let Some(&i) = self.free.last() {
+            crate::dpdk::prefetch(&self.map.heads[i as usize]);
+            crate::dpdk::prefetch(&self.map.tails[i as usize]);
+        }
+    }
+
     /// Inserts `key` -> `value`; the caller has just looked `key` up and not found it (a
     /// present key would be stored twice).
     pub fn insert_new(&mut self, key: &FlowKey, hash: u64, value: u64) -> Result<(), Full> {

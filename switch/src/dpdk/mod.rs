@@ -25,7 +25,7 @@ pub use mbuf::{Mbuf, NoRoom};
 pub use mempool::{Mempool, MempoolError};
 pub use port::{DevInfo, Link, Port, PortError, PortSetup, PortStats, VhostQueueEvent};
 pub use queue::{RxQueue, TxQueue};
-pub use tsc::{prefetch, rdtsc, tsc_hz};
+pub use tsc::{prefetch, prefetch_all, rdtsc, tsc_hz};
 pub use vhost::{VHOST_DRIVER, VhostUserPort};
 
 /// The DPDK version ferrovs was built against.
