@@ -44,3 +44,31 @@ fn a_moving_key_is_never_missing() {
         }
     });
 }
+
+/// The same for a batched lookup, which confirms a miss from the counters it read while
+/// scanning instead of looking again: a moving key is never reported absent.
+#[test]
+fn a_moving_key_is_never_missing_from_a_batch() {
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(2);
+    model.check(|| {
+        let qsbr = Arc::new(Qsbr::new(1));
+        let mut w = CuckooWriter::new(12, qsbr);
+        let k = key(7);
+        let h = hash_key(&k);
+        w.insert(&k, h, 70).unwrap();
+        assert!(w.relocate(&k, h), "there is room in the other bucket");
+        let map = Arc::clone(w.map());
+        let reader = loom::thread::spawn(move || {
+            let mut out = [Lookup::Busy];
+            map.lookup_batch(&[key(7)], &[h], &mut out);
+            out[0]
+        });
+        assert!(w.relocate(&k, h), "and back");
+        match reader.join().unwrap() {
+            Lookup::Hit(v) => assert_eq!(v, 70),
+            Lookup::Busy => {}
+            Lookup::Miss => panic!("a present key was reported absent by a batch"),
+        }
+    });
+}

@@ -287,14 +287,16 @@ impl CuckooMap {
         None
     }
 
-    /// The first slot of `bucket` with tag `tag` (`Ok(None)`: none; `Err`: being written).
+    /// The bucket's counter and the first slot of `bucket` with tag `tag` (`None`: none;
+    /// `Err`: being written).
     #[inline(always)]
-    fn candidate(&self, bucket: usize, tag: u64) -> Result<Option<u64>, ()> {
+    fn candidate(&self, bucket: usize, tag: u64) -> Result<(u32, Option<u64>), ()> {
         let b = &self.buckets[bucket];
-        if b.seq.load(Ordering::Acquire) & 1 == 1 {
+        let seq = b.seq.load(Ordering::Acquire);
+        if seq & 1 == 1 {
             return Err(());
         }
-        Ok(b.slots.iter().map(|s| s.load(Ordering::Acquire)).find(|&v| v != 0 && slot_tag(v) == tag))
+        Ok((seq, b.slots.iter().map(|s| s.load(Ordering::Acquire)).find(|&v| v != 0 && slot_tag(v) == tag)))
     }
 
     /// The value stored for `key` (whose hash is `hash`), if any. A lookup that keeps colliding
@@ -311,49 +313,90 @@ impl CuckooMap {
     /// memory loads of the whole batch overlap: first the first buckets (which the caller
     /// prefetched) are scanned for a slot with the key's tag and the candidate entries are
     /// prefetched, along with the second buckets of keys without one; then those second buckets
-    /// are scanned; then the candidates' keys are compared. Anything unusual (a bucket being
-    /// written, no candidate, a signature collision) falls back to [`get`](Self::get).
+    /// are scanned; then the candidates' keys are compared, and keys in neither bucket are
+    /// confirmed absent if neither bucket's counter moved since its scan. Anything unusual (a
+    /// bucket being written or changed, a signature collision) falls back to
+    /// [`lookup`](Self::lookup).
     #[inline]
     pub fn get_batch(&self, keys: &[FlowKey], hashes: &[u64], out: &mut [Option<u64>]) {
+        let keys = &keys[..keys.len().min(out.len())];
+        self.lookup_batch_with(keys, hashes, |i, found| {
+            out[i] = match found {
+                Lookup::Hit(v) => Some(v),
+                Lookup::Miss | Lookup::Busy => None,
+            }
+        });
+    }
+
+    /// [`get_batch`](Self::get_batch), telling validated misses from giving up (for tests).
+    #[doc(hidden)]
+    pub fn lookup_batch(&self, keys: &[FlowKey], hashes: &[u64], out: &mut [Lookup]) {
+        let keys = &keys[..keys.len().min(out.len())];
+        self.lookup_batch_with(keys, hashes, |i, found| out[i] = found);
+    }
+
+    #[inline(always)]
+    fn lookup_batch_with(&self, keys: &[FlowKey], hashes: &[u64], mut emit: impl FnMut(usize, Lookup)) {
         const BATCH: usize = 64;
-        let n = keys.len().min(hashes.len()).min(out.len()).min(BATCH);
+        let n = keys.len().min(hashes.len()).min(BATCH);
         let mut tags = [0u64; BATCH];
         // Per key: the slot of its candidate entry (0: none yet).
         let mut candidate = [0u64; BATCH];
-        // Keys to look for in their second bucket (`alt`).
-        let mut alt = [0usize; BATCH];
+        // Keys to look for in their second bucket (`alt`), and the first bucket's counter then.
+        let (mut b1s, mut alt, mut seq1) = ([0usize; BATCH], [0usize; BATCH], [0u32; BATCH]);
         let mut second = [0u8; BATCH];
         let mut seconds = 0;
         for i in 0..n {
             let (hash, key) = (hashes[i], &keys[i]);
-            let b1 = self.first_bucket(hash);
+            b1s[i] = self.first_bucket(hash);
             tags[i] = key_tag(signature(hash), key);
-            match self.candidate(b1, tags[i]) {
-                Ok(Some(v)) => {
+            match self.candidate(b1s[i], tags[i]) {
+                Ok((_, Some(v))) => {
                     candidate[i] = v;
                     self.prefetch_entry(v);
                 }
-                Ok(None) => {
-                    alt[i] = self.alt_bucket(b1, signature(hash));
+                Ok((seq, None)) => {
+                    alt[i] = self.alt_bucket(b1s[i], signature(hash));
                     crate::dpdk::prefetch(&self.buckets[alt[i]]);
+                    seq1[i] = seq;
                     second[seconds] = i as u8;
                     seconds += 1;
                 }
                 Err(()) => {} // being written: the slow path below sorts it out
             }
         }
+        // Keys in neither bucket, and the second bucket's counter when it was scanned.
+        let (mut absent, mut seq2) = ([false; BATCH], [0u32; BATCH]);
+        let mut any_absent = false;
         for &i in &second[..seconds] {
             let i = usize::from(i);
-            if let Ok(Some(v)) = self.candidate(alt[i], tags[i]) {
-                candidate[i] = v;
-                self.prefetch_entry(v);
+            match self.candidate(alt[i], tags[i]) {
+                Ok((_, Some(v))) => {
+                    candidate[i] = v;
+                    self.prefetch_entry(v);
+                }
+                Ok((seq, None)) => {
+                    (absent[i], seq2[i], any_absent) = (true, seq, true);
+                }
+                Err(()) => {}
             }
         }
+        if any_absent {
+            // A miss counts only if no writer touched either bucket meanwhile (as in `lookup`).
+            fence(Ordering::Acquire);
+        }
         for i in 0..n {
-            out[i] = match candidate[i] {
-                v if v != 0 && self.entry_is(v, &keys[i]) => Some(self.value(v)),
-                _ => self.get(&keys[i], hashes[i]),
+            let found = match candidate[i] {
+                v if v != 0 && self.entry_is(v, &keys[i]) => Lookup::Hit(self.value(v)),
+                0 if absent[i]
+                    && self.buckets[b1s[i]].seq.load(Ordering::Relaxed) == seq1[i]
+                    && self.buckets[alt[i]].seq.load(Ordering::Relaxed) == seq2[i] =>
+                {
+                    Lookup::Miss
+                }
+                _ => self.lookup(&keys[i], hashes[i]),
             };
+            emit(i, found);
         }
     }
 

@@ -175,11 +175,24 @@ fn concurrent_readers_never_see_a_wrong_value_or_lose_a_present_key() {
                 qsbr.online(id);
                 let mut n = 0u64;
                 let mut busy = 0u64;
+                // Reader 0 looks keys up one by one, the others in batches of 64 (as PMDs do).
+                let keys: Vec<FlowKey> = (0..PERMANENT + CHURN).map(key).collect();
+                let hashes: Vec<u64> = (0..PERMANENT + CHURN).map(crowded_hash).collect();
+                let mut found = vec![Lookup::Busy; keys.len()];
                 while !stop.load(StdOrdering::Relaxed) {
-                    for k in 0..PERMANENT + CHURN {
-                        match map.lookup(&key(k), crowded_hash(k)) {
+                    if id == 0 {
+                        for (f, (k, h)) in found.iter_mut().zip(keys.iter().zip(&hashes)) {
+                            *f = map.lookup(k, *h);
+                        }
+                    } else {
+                        for ((f, k), h) in found.chunks_mut(64).zip(keys.chunks(64)).zip(hashes.chunks(64)) {
+                            map.lookup_batch(k, h, f);
+                        }
+                    }
+                    for (k, f) in (0..).zip(&found) {
+                        match *f {
                             Lookup::Hit(v) => assert_eq!(v >> 32, k, "key {k} returned another key's value {v:#x}"),
-                            Lookup::Miss => assert!(k >= PERMANENT, "present key {k} reported absent"),
+                            Lookup::Miss => assert!(k >= PERMANENT, "present key {k} reported absent (reader {id})"),
                             Lookup::Busy => busy += 1,
                         }
                         n += 1;
