@@ -63,7 +63,13 @@ impl Process {
                 return Ok(status);
             }
             if Instant::now() > deadline {
-                return Err(format!("pid {pid} did not exit within {timeout:?} of {signal}"));
+                return Err(format!(
+                    "pid {pid} did not exit within {timeout:?} of {signal}; its threads (name, state, \
+                     kernel wait channel):\n{}\nlast output:\n{}{}",
+                    threads(&pid),
+                    tail(&self.stdout(), 15),
+                    tail(&self.stderr(), 15)
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -80,6 +86,46 @@ impl Drop for Process {
             let _ = r.join();
         }
     }
+}
+
+/// [`threads`] of every running process whose name is `name`, under a heading each.
+pub fn threads_of_every(name: &str) -> String {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return String::new() };
+    procs
+        .flatten()
+        .filter_map(|p| {
+            let pid = p.file_name().to_string_lossy().into_owned();
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            (comm.trim() == name).then(|| format!("{name} {pid}:\n{}\n", threads(&pid)))
+        })
+        .collect()
+}
+
+/// One line per thread of process `pid`: name, state and where in the kernel it waits (to tell a
+/// process blocked on a socket from one spinning).
+fn threads(pid: &str) -> String {
+    let read = |path: String| std::fs::read_to_string(path).unwrap_or_default().trim().to_string();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return "(gone)".into() };
+    let mut lines: Vec<String> = tasks
+        .flatten()
+        .map(|t| {
+            let tid = t.file_name().to_string_lossy().into_owned();
+            let stat = read(format!("/proc/{pid}/task/{tid}/stat"));
+            // The state follows the parenthesised name.
+            let state = stat.rsplit(") ").next().and_then(|s| s.split(' ').next()).unwrap_or("?").to_string();
+            let comm = read(format!("/proc/{pid}/task/{tid}/comm"));
+            let wchan = read(format!("/proc/{pid}/task/{tid}/wchan"));
+            format!("  {tid} {comm} {state} {wchan}")
+        })
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].iter().map(|l| format!("{l}\n")).collect()
 }
 
 fn collect(from: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {

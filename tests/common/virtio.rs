@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::ovs::MachineLock;
-use super::process::Process;
+use super::process::{Process, threads_of_every};
 
 /// How long a guest or ferrovs may take to come up, connect, or stop.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -196,7 +196,11 @@ impl Guest {
 
     /// Stops it (SIGINT) and reads its totals.
     pub fn stop(mut self) -> Result<GuestCounts, String> {
-        let status = self.process.signal_and_wait("-INT", TIMEOUT)?;
+        // A guest that does not exit may wait on the switch (a vhost-user reply): show both.
+        let status = self
+            .process
+            .signal_and_wait("-INT", TIMEOUT)
+            .map_err(|e| format!("{e}\nthe switch now:\n{}", threads_of_every("ferrovs")))?;
         let out = self.process.stdout();
         let summary = out
             .split("Accumulated forward statistics for all ports")
