@@ -43,6 +43,10 @@ enum Command {
         /// Also write the final counters as JSON to this file.
         #[arg(long, value_name = "FILE")]
         stats_json: Option<PathBuf>,
+        /// Record megaflows installed and port counts every control tick (5 ms, at most a
+        /// minute's worth) into the JSON (flow-setup benchmarks).
+        #[arg(long)]
+        timeline: bool,
     },
     /// Validate a configuration without starting DPDK; prints one line and exits non-zero if bad.
     Check {
@@ -99,12 +103,12 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Run { config, duration, stop_after_rx, warmup, stats_json } => {
+        Command::Run { config, duration, stop_after_rx, warmup, stats_json, timeline } => {
             let config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            run(&config, RunOptions { duration, stop_after_rx, warmup }, stats_json.as_deref())
+            run(&config, RunOptions { duration, stop_after_rx, warmup, timeline }, stats_json.as_deref())
         }
         Command::Trace(trace) => {
             let config = match load(&trace.config) {

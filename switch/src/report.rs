@@ -38,6 +38,9 @@ pub struct Report {
     pub totals: Totals,
     /// The measured window after the warm-up, when `run --warmup` asked for one.
     pub window: Option<Window>,
+    /// Counts at every control tick, when `run --timeline` asked for them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<TimelinePoint>,
     /// Packet buffers.
     pub mempool: MempoolReport,
 }
@@ -239,6 +242,17 @@ pub struct Window {
     pub ports: Vec<PortWindow>,
     /// Sums and rates in the window.
     pub totals: Totals,
+}
+
+/// Counts at one control tick (`run --timeline`).
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelinePoint {
+    /// Seconds since forwarding started.
+    pub secs: f64,
+    /// Megaflows the control core installed so far.
+    pub megaflows_installed: u64,
+    /// Per port, in config order: packets received and transmitted so far.
+    pub ports: Vec<[u64; 2]>,
 }
 
 /// One port's rates in the window.

@@ -26,7 +26,7 @@ use crate::packet::PortIdx;
 use crate::pmd::{Pmd, PmdShared, PolledRxq, TxBuffer};
 use crate::report::{
     CountersReport, FastPathReport, FlowReport, MacTableReport, MempoolReport, PmdReport, PortReport, PortWindow,
-    Report, Totals, Window,
+    Report, TimelinePoint, Totals, Window,
 };
 use crate::stats::PmdCounters;
 
@@ -89,7 +89,13 @@ pub struct RunOptions {
     /// Also report rates over the time after this warm-up (for benchmarks: the start-up miss storm
     /// and cold caches stay out of the measured window).
     pub warmup: Option<Duration>,
+    /// Record megaflows installed and port counts at every control tick (for flow-setup
+    /// benchmarks: the rate while a storm lasts, however long it lasts).
+    pub timeline: bool,
 }
+
+/// Ticks a timeline keeps at most (a minute of 5 ms ticks).
+const TIMELINE_TICKS: usize = 12_000;
 
 /// Counters at one instant: the PMDs' as they last published them, the control core's, and the
 /// ports' packet counts.
@@ -269,7 +275,7 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
     }
     log::info!("forwarding with {npmds} PMD(s) on cores {:?}", dp.pmd_cores);
 
-    let window = control_loop(config, opts, stop, started, &jobs, &mut control, &ports);
+    let (window, timeline) = control_loop(config, opts, stop, started, &jobs, &mut control, &ports);
 
     for (_, shared) in &jobs {
         shared.request_stop();
@@ -322,6 +328,7 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<Repo
         ports: port_reports,
         totals: Totals::sum(&counters, &control_counters, duration_secs),
         window,
+        timeline,
         pmds: pmd_reports,
         control: (&control_counters).into(),
         fastpath,
@@ -473,7 +480,8 @@ fn control_loop(
     jobs: &[(LcoreJob<PmdCounters>, Arc<PmdShared>)],
     control: &mut ControlCore,
     ports: &[SwitchPort],
-) -> Option<Window> {
+) -> (Option<Window>, Vec<TimelinePoint>) {
+    let mut timeline = Vec::with_capacity(if opts.timeline { TIMELINE_TICKS } else { 0 });
     let mut window_start: Option<Snapshot> = None;
     let window_end = |start: &Option<Snapshot>, control: &ControlCore| {
         let (start, warmup) = (start.as_ref()?, opts.warmup?);
@@ -507,10 +515,20 @@ fn control_loop(
         }
         if stop.load(Ordering::Relaxed) {
             log::info!("stop requested");
-            return window_end(&window_start, control);
+            return (window_end(&window_start, control), timeline);
         }
         if opts.duration.is_some_and(|d| started.elapsed() >= d) {
-            return window_end(&window_start, control);
+            return (window_end(&window_start, control), timeline);
+        }
+        if opts.timeline && timeline.len() < TIMELINE_TICKS {
+            timeline.push(TimelinePoint {
+                secs: started.elapsed().as_secs_f64(),
+                megaflows_installed: control.slow_path().counters.megaflows_installed,
+                ports: ports
+                    .iter()
+                    .map(|sp| sp.port.stats().map_or([0, 0], |s| [s.rx_packets, s.tx_packets]))
+                    .collect(),
+            });
         }
         if window_start.is_none() && opts.warmup.is_some_and(|w| started.elapsed() >= w) {
             window_start = Some(Snapshot::take(jobs, control, ports));
@@ -523,7 +541,7 @@ fn control_loop(
             let upcalls: u64 = pmds.iter().map(|c| c.upcalls).sum();
             let control_done = control.counters.rx_packets == upcalls;
             if rx >= target && handled == rx && control_done {
-                return window_end(&window_start, control);
+                return (window_end(&window_start, control), timeline);
             }
             log::trace!(
                 "stop-after-rx: rx {rx} handled {handled} upcalls {upcalls} control {}",
