@@ -203,6 +203,7 @@ impl Pmd {
         burst_size: usize,
         shared: Arc<PmdShared>,
     ) -> Self {
+        let ports = tx.len();
         Self {
             id,
             backoff: vec![MissBackoff::default(); rxqs.len()],
@@ -214,7 +215,7 @@ impl Pmd {
             view: SubtableView::default(),
             queues,
             limiter: TokenBucket::new(upcall_rate, crate::dpdk::tsc_hz()),
-            inflight: InFlight::default(),
+            inflight: InFlight::new(ports),
             held: Hold::default(),
             burst_size: burst_size.clamp(1, MAX_BURST),
             shared,
@@ -498,7 +499,7 @@ impl Pmd {
     ) {
         let groups = Groups::build(&s.found[..n]);
         // Known once this burst's misses are queued: may hits have elders at the control core?
-        let backlog = up.backlog();
+        let backlog = up.backlog(port);
         let mut words = ActionWords { words: [0; ACTION_WORDS], len: 0 };
         for g in 0..groups.len() {
             let (mf, members) = groups.get(g);
@@ -523,7 +524,7 @@ impl Pmd {
                         let (key, layout) = (s.keys[j], s.layouts[j]);
                         let h = Held { pkt, port, key, layout, hash, megaflow: mf, release };
                         match held.push(h) {
-                            Ok(release) => up.inflight.note_held(hash, release, up.handled),
+                            Ok(release) => up.inflight.note_held(hash, port.index(), release, up.handled),
                             Err(pkt) => {
                                 counters.drops.add(DropReason::OrderHoldFull, 1);
                                 let _ = dropped.push(pkt);
@@ -611,7 +612,7 @@ impl Upcaller<'_> {
         match self.queues.upcalls.push(Upcall { port, key: *key, layout, hash, packet: pkt }) {
             Ok(()) => {
                 counters.upcalls += 1;
-                self.inflight.record(hash, self.handled);
+                self.inflight.record(hash, port.index(), self.handled);
             }
             Err(u) => {
                 counters.drops.add(DropReason::UpcallQueueFull, 1);
@@ -620,11 +621,11 @@ impl Upcaller<'_> {
         }
     }
 
-    /// Whether any packet this PMD queued may still be at the control core; if not, no hit
-    /// needs [`wait_for`](Self::wait_for).
+    /// Whether any packet this PMD received on `port` may still be at the control core; if not,
+    /// no hit from that port needs [`wait_for`](Self::wait_for).
     #[inline]
-    fn backlog(&self) -> bool {
-        self.inflight.backlog(self.handled)
+    fn backlog(&self, port: PortIdx) -> bool {
+        self.inflight.backlog(port.index(), self.handled)
     }
 
     /// If the flow with `hash` has a packet still at the control core: how many upcalls must be
