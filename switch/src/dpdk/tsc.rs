@@ -27,29 +27,28 @@ pub fn tsc_hz() -> u64 {
 /// Hints the CPU to load the cache line holding `*value` (like `rte_prefetch0`).
 #[inline(always)]
 pub fn prefetch<T>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let p = (value as *const T).cast::<i8>();
-        // SAFETY: prefetching is a hint; it never faults and reads nothing architecturally, and
-        // the address comes from a live reference anyway.
-        unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
+    prefetch_line(value, 0);
 }
 
 /// Hints the CPU to load every cache line of `*value` (for a value about to be written in
 /// full: its lines come in while other work goes on, instead of one store miss after another).
 #[inline(always)]
 pub fn prefetch_all<T>(value: &T) {
+    for offset in (0..std::mem::size_of::<T>()).step_by(64) {
+        prefetch_line(value, offset);
+    }
+}
+
+/// Hints the CPU to load the cache line `offset` bytes into `*value`.
+#[inline(always)]
+fn prefetch_line<T>(value: &T, offset: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        let p = (value as *const T).cast::<i8>();
-        for offset in (0..std::mem::size_of::<T>()).step_by(64) {
-            // SAFETY: as in `prefetch`; every address is inside the referenced value.
-            unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(offset)) };
-        }
+        let p = (value as *const T).cast::<i8>().wrapping_add(offset);
+        // SAFETY: prefetching is a hint; it never faults and reads nothing architecturally, and
+        // the address is inside a live reference anyway (callers stay within its size).
+        unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p) };
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
+    let _ = (value, offset);
 }
